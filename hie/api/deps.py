@@ -1,0 +1,32 @@
+"""Named FastAPI dependencies, so routes read like sentences: ``read(exchange, principal, id)``."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from hie.auth import Principal, verify
+from hie.exchange import Exchange
+from hie.writes import Writer
+
+
+def get_exchange(request: Request) -> Exchange:
+    exchange: Exchange = request.app.state.exchange
+    return exchange
+
+
+def get_writer(request: Request) -> Writer:
+    writer: Writer = request.app.state.writer
+    return writer
+
+
+def get_principal(request: Request) -> Principal:
+    """The one authentication step every protected route passes through."""
+    exchange: Exchange = request.app.state.exchange
+    return verify(exchange.settings.jwt_secret, request.headers.get("authorization"))
+
+
+ExchangeDep = Annotated[Exchange, Depends(get_exchange)]
+WriterDep = Annotated[Writer, Depends(get_writer)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]

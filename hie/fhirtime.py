@@ -1,0 +1,105 @@
+"""FHIR date, dateTime and instant values as UTC ranges.
+
+A FHIR date/time is a range at its own precision: ``2026-11`` is the whole month. Search
+needs both ends (FHIR R4 search §3.1.1.4.2). Values without an offset are read in the
+exchange's time zone (Asia/Shanghai by default), the spec's "server local time".
+The index stores UTC instants (timestamptz on PostgreSQL) so both backends compare alike.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+_DT = re.compile(
+    r"^(?P<y>\d{4})(?:-(?P<m>\d{2})(?:-(?P<d>\d{2})"
+    r"(?:T(?P<H>\d{2}):(?P<M>\d{2})(?::(?P<S>\d{2})(?P<f>\.\d+)?)?"
+    r"(?P<tz>Z|[+-]\d{2}:\d{2})?)?)?)?$"
+)
+
+
+class BadDate(ValueError):
+    pass
+
+
+def parse_range(value: str, tz: str = "Asia/Shanghai") -> tuple[datetime, datetime]:
+    """``value`` → (start inclusive, end exclusive), both aware UTC."""
+    m = _DT.match(value.strip()) if isinstance(value, str) else None
+    if not m:
+        raise BadDate(f"{value!r} is not a FHIR date or dateTime")
+    g = m.groupdict()
+    try:
+        year = int(g["y"])
+        if g["m"] is None:
+            start, step = datetime(year, 1, 1), "year"
+        elif g["d"] is None:
+            start, step = datetime(year, int(g["m"]), 1), "month"
+        elif g["H"] is None:
+            start, step = datetime(year, int(g["m"]), int(g["d"])), "day"
+        else:
+            sec = int(g["S"] or 0)
+            micro = int(round(float(g["f"]) * 1_000_000)) if g["f"] else 0
+            start = datetime(
+                year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), sec, min(micro, 999999)
+            )
+            step = "second" if g["S"] is not None else "minute"
+    except ValueError as exc:
+        raise BadDate(f"{value!r} is not a valid date: {exc}") from None
+    end = _advance(start, step)
+    zone = g["tz"]
+    if zone is None:
+        local = ZoneInfo(tz)
+        start_u = start.replace(tzinfo=local).astimezone(UTC)
+        end_u = end.replace(tzinfo=local).astimezone(UTC)
+    else:
+        offset = _offset(zone)
+        start_u = (start - offset).replace(tzinfo=UTC)
+        end_u = (end - offset).replace(tzinfo=UTC)
+    return start_u, end_u
+
+
+def parse_instant(value: str, tz: str = "Asia/Shanghai") -> datetime:
+    """The start of ``value``'s range, aware UTC."""
+    return parse_range(value, tz)[0]
+
+
+def _offset(zone: str) -> timedelta:
+    if zone == "Z":
+        return timedelta(0)
+    sign = 1 if zone[0] == "+" else -1
+    hours, minutes = int(zone[1:3]), int(zone[4:6])
+    return sign * timedelta(hours=hours, minutes=minutes)
+
+
+def _advance(start: datetime, step: str) -> datetime:
+    if step == "year":
+        return start.replace(year=start.year + 1)
+    if step == "month":
+        return (
+            start.replace(year=start.year + 1, month=1)
+            if start.month == 12
+            else start.replace(month=start.month + 1)
+        )
+    if step == "day":
+        return start + timedelta(days=1)
+    if step == "minute":
+        return start + timedelta(minutes=1)
+    return start + timedelta(seconds=1) if start.microsecond == 0 else start + timedelta(
+        microseconds=1
+    )
+
+
+EPOCH = datetime(1, 1, 1, tzinfo=UTC)  # sorts before any real date (paging over NULLs)
+
+
+def now_utc() -> datetime:
+    """Aware UTC now, the index's clock."""
+    return datetime.now(UTC)
+
+
+def instant(dt: datetime) -> str:
+    """A UTC datetime as a FHIR instant (meta.lastUpdated, Last-Modified source)."""
+    if dt.tzinfo is not None:
+        dt = dt.astimezone(UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

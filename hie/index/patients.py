@@ -1,0 +1,228 @@
+"""The patient registry: hospital Patient records linked to exchange patients, in SQL.
+
+A hospital's Patient resource is stored as sent (a *record*). Each record is linked to one
+*exchange patient*, whose own Patient resource (the *master*) the registry writes: the union
+of the records' identifiers and a ``link`` (type ``seealso``) to each record. Results keep
+the subject their hospital gave them; the index's ``patient_id`` column says which exchange
+patient they belong to, so link, unlink and merge move rows without rewriting any JSON.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+import orjson
+from sqlalchemy import Connection, delete, insert, select, update
+
+from hie import naming
+from hie.index import tables as t
+from hie.index.store import Store, content_hash
+
+JSON = dict[str, Any]
+EP = t.ExchangePatient.__table__  # type: ignore[attr-defined]
+PR = t.PatientRecord.__table__  # type: ignore[attr-defined]
+PI = t.PatientIdentifier.__table__  # type: ignore[attr-defined]
+
+# Identifier systems strong enough to link on by themselves (issue: deterministic linking).
+MASTER_TAG = {"system": f"{naming.BASE}/cs/patient-kind", "code": "master"}
+
+
+def strong(system: str) -> bool:
+    return (
+        system == naming.NATIONAL_ID
+        or naming.is_passport(system)
+        or naming.mrn_hospital(system) is not None
+    )
+
+
+class LinkDecider(Protocol):
+    """Chooses the exchange patient for a new or changed hospital record."""
+
+    def decide(
+        self, conn: Connection, registry: PatientRegistry, record: JSON, hospital_id: str | None
+    ) -> tuple[str | None, str, float | None]:
+        """(exchange patient id or None for a new one, rule, score)."""
+        ...
+
+
+class DeterministicDecider:
+    """Same validated national ID or passport, or the same (hospital, MRN): the same person."""
+
+    def decide(
+        self, conn: Connection, registry: PatientRegistry, record: JSON, hospital_id: str | None
+    ) -> tuple[str | None, str, float | None]:
+        for system, value in identifiers(record):
+            if strong(system):
+                found = registry.by_identifier(conn, system, value)
+                if found:
+                    rule = "mrn" if naming.mrn_hospital(system) else "national-id"
+                    if naming.is_passport(system):
+                        rule = "passport"
+                    return found, f"deterministic:{rule}", None
+        return None, "new", None
+
+
+def identifiers(record: JSON) -> list[tuple[str, str]]:
+    return [
+        (str(i["system"]), str(i["value"]))
+        for i in record.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") and i.get("value")
+    ]
+
+
+class PatientRegistry:
+    def __init__(self, store: Store, decider: LinkDecider | None = None) -> None:
+        self.store = store
+        self.decider: LinkDecider = decider or DeterministicDecider()
+
+    # -- lookups ------------------------------------------------------------------------
+    def by_identifier(self, conn: Connection, system: str, value: str) -> str | None:
+        row = conn.execute(
+            select(PI.c.patient_id).where(PI.c.system == system, PI.c.value == value).limit(1)
+        ).first()
+        return self.follow(conn, row.patient_id) if row else None
+
+    def follow(self, conn: Connection, patient_id: str) -> str:
+        """Follow merges to the surviving exchange patient."""
+        seen = {patient_id}
+        while True:
+            row = conn.execute(select(EP.c.merged_into).where(EP.c.id == patient_id)).first()
+            if row is None or not row.merged_into or row.merged_into in seen:
+                return patient_id
+            patient_id = row.merged_into
+            seen.add(patient_id)
+
+    def resolve(self, conn: Connection, any_id: str) -> tuple[str, str | None] | None:
+        """An exchange patient id or a hospital record id → (exchange patient, record or None)."""
+        row = conn.execute(select(PR.c.patient_id).where(PR.c.record_id == any_id)).first()
+        if row:
+            return self.follow(conn, row.patient_id), any_id
+        row = conn.execute(select(EP.c.id).where(EP.c.id == any_id)).first()
+        return (self.follow(conn, row.id), None) if row else None
+
+    def record_of(self, conn: Connection, system: str, value: str) -> tuple[str, str] | None:
+        """(exchange patient, record id) for a patient identifier, for identifier-only subjects."""
+        row = conn.execute(
+            select(PI.c.patient_id, PI.c.record_id)
+            .where(PI.c.system == system, PI.c.value == value)
+            .limit(1)
+        ).first()
+        return (self.follow(conn, row.patient_id), row.record_id) if row else None
+
+    def records(self, conn: Connection, patient_id: str) -> list[str]:
+        return [
+            r.record_id
+            for r in conn.execute(select(PR.c.record_id).where(PR.c.patient_id == patient_id))
+        ]
+
+    # -- writes -------------------------------------------------------------------------
+    def new_patient(self, conn: Connection, now: datetime) -> str:
+        pid = uuid.uuid4().hex
+        conn.execute(insert(EP).values(id=pid, created=now, merged_into=None))
+        return pid
+
+    def link_record(
+        self,
+        conn: Connection,
+        record_id: str,
+        record: JSON,
+        hospital_id: str | None,
+        now: datetime,
+    ) -> str:
+        """Link (or re-link) a stored hospital record; returns its exchange patient."""
+        existing = conn.execute(select(PR).where(PR.c.record_id == record_id)).first()
+        if existing is not None:
+            patient_id = self.follow(conn, existing.patient_id)
+        else:
+            found, rule, score = self.decider.decide(conn, self, record, hospital_id)
+            patient_id = found or self.new_patient(conn, now)
+            conn.execute(
+                insert(PR).values(
+                    record_id=record_id,
+                    patient_id=patient_id,
+                    hospital_id=hospital_id,
+                    rule=rule,
+                    score=score,
+                )
+            )
+        conn.execute(delete(PI).where(PI.c.record_id == record_id))
+        rows = [
+            {"system": s[:255], "value": v[:255], "record_id": record_id, "patient_id": patient_id}
+            for s, v in dict.fromkeys(identifiers(record))
+        ]
+        if rows:
+            conn.execute(insert(PI), rows)
+        self.write_master(conn, patient_id, now)
+        return patient_id
+
+    def move_records(
+        self, conn: Connection, record_ids: Sequence[str], to_patient: str, now: datetime
+    ) -> None:
+        """Re-link records (unlink, merge): the records, their identifiers and their results."""
+        before = {
+            self.follow(conn, r.patient_id)
+            for r in conn.execute(select(PR.c.patient_id).where(PR.c.record_id.in_(record_ids)))
+        }
+        conn.execute(
+            update(PR).where(PR.c.record_id.in_(record_ids)).values(patient_id=to_patient)
+        )
+        conn.execute(
+            update(PI).where(PI.c.record_id.in_(record_ids)).values(patient_id=to_patient)
+        )
+        self.store.repoint_patient(conn, to_patient, record_ids=record_ids)
+        for pid in before | {to_patient}:
+            self.write_master(conn, pid, now)
+
+    def write_master(self, conn: Connection, patient_id: str, now: datetime) -> None:
+        """(Re)write the exchange patient's own Patient resource from its records."""
+        recs = []
+        for rid in self.records(conn, patient_id):
+            cur = self.store.current(conn, "Patient", rid)
+            if cur is not None:
+                recs.append((cur.last_updated, rid, orjson.loads(cur.body)))
+        recs.sort(key=lambda r: (r[0], r[1]))
+        merged = conn.execute(select(EP.c.merged_into).where(EP.c.id == patient_id)).first()
+        master: JSON = {"resourceType": "Patient", "meta": {"tag": [MASTER_TAG]}}
+        idents: list[JSON] = [{"system": naming.EXCHANGE_PATIENT, "value": patient_id}]
+        names: list[JSON] = []
+        for _, _, rec in recs:
+            for ident in rec.get("identifier") or []:
+                if isinstance(ident, dict) and ident not in idents:
+                    idents.append(ident)
+            for name in rec.get("name") or []:
+                if name not in names:
+                    names.append(name)
+        master["identifier"] = idents
+        if names:
+            master["name"] = names
+        if recs:
+            newest = recs[-1][2]
+            for key in ("gender", "birthDate", "telecom", "address"):
+                if key in newest:
+                    master[key] = newest[key]
+        links = [{"other": {"reference": f"Patient/{rid}"}, "type": "seealso"} for _, rid, _ in recs]
+        if merged and merged.merged_into:
+            links.append(
+                {"other": {"reference": f"Patient/{merged.merged_into}"}, "type": "replaced-by"}
+            )
+        if links:
+            master["link"] = links
+        master["active"] = not (merged and merged.merged_into)
+        prev = self.store.current(conn, "Patient", patient_id)
+        digest = content_hash(master)
+        if prev is not None and prev.content_hash == digest:
+            return
+        self.store.put(
+            conn,
+            master,
+            rid=patient_id,
+            prev=prev,
+            now=now,
+            hospital_id=None,
+            source_id=f"exchange:{patient_id}",
+            patient_id=patient_id,
+            digest=digest,
+        )

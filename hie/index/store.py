@@ -1,0 +1,303 @@
+"""The store: the only code that opens database connections and writes index rows.
+
+Writes go through :meth:`Store.put`, which keeps ``resource``, ``resource_version`` and the
+search rows in step inside the caller's transaction. Reads return stored JSON bytes; nothing
+here builds pydantic models.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import orjson
+from sqlalchemy import Connection, Engine, and_, delete, event, insert, select, update
+from sqlalchemy import create_engine as sa_create_engine
+from sqlalchemy.pool import StaticPool
+
+from hie.fhirtime import instant
+from hie.index import tables as t
+from hie.index.extract import extract
+
+JSON = dict[str, Any]
+
+R = t.Resource.__table__  # type: ignore[attr-defined]
+RV = t.ResourceVersion.__table__  # type: ignore[attr-defined]
+TOKEN = t.SearchToken.__table__  # type: ignore[attr-defined]
+STRING = t.SearchString.__table__  # type: ignore[attr-defined]
+TYPE_INDEX = {
+    "Observation": t.ObservationIndex.__table__,  # type: ignore[attr-defined]
+    "DiagnosticReport": t.DiagnosticReportIndex.__table__,  # type: ignore[attr-defined]
+    "ImagingStudy": t.ImagingStudyIndex.__table__,  # type: ignore[attr-defined]
+    "Patient": t.PatientIndex.__table__,  # type: ignore[attr-defined]
+}
+HIDDEN_STATUSES = frozenset({"entered-in-error"})
+
+
+@dataclass(frozen=True)
+class Current:
+    """The current version of a stored resource."""
+
+    type: str
+    id: str
+    version_id: int
+    last_updated: datetime
+    hospital_id: str | None
+    source_id: str | None
+    patient_id: str | None
+    record_id: str | None
+    deleted: bool
+    content_hash: str
+    body: bytes
+
+
+def content_hash(resource: JSON) -> str:
+    """Hash of the content a client controls: id and server-set meta fields are left out."""
+    trimmed = {k: v for k, v in resource.items() if k not in ("id", "meta")}
+    meta = resource.get("meta")
+    if isinstance(meta, dict):
+        rest = {k: v for k, v in meta.items() if k not in ("versionId", "lastUpdated", "source")}
+        if rest:
+            trimmed["meta"] = rest
+    return hashlib.sha256(orjson.dumps(trimmed, option=orjson.OPT_SORT_KEYS)).hexdigest()
+
+
+def create_engine(url: str, *, pool_size: int = 10) -> Engine:
+    """An engine with the pragmas and pooling each backend needs."""
+    if url.startswith("sqlite"):
+        memory = url in ("sqlite://", "sqlite:///:memory:")
+        engine = sa_create_engine(
+            url,
+            connect_args={"check_same_thread": False, "timeout": 30},
+            poolclass=StaticPool if memory else None,
+        )
+
+        @event.listens_for(engine, "connect")
+        def _pragmas(dbapi_conn: Any, _record: Any) -> None:
+            cur = dbapi_conn.cursor()
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=NORMAL")
+            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute("PRAGMA cache_size=-65536")
+            cur.close()
+
+        # pysqlite's own transaction handling defers BEGIN; take it over so that a
+        # transaction that will write starts with BEGIN IMMEDIATE and never deadlocks.
+        @event.listens_for(engine, "connect")
+        def _no_autobegin(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin(conn: Connection) -> None:
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+
+        return engine
+    return sa_create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+
+
+class Store:
+    def __init__(self, engine: Engine, *, tz: str = "Asia/Shanghai") -> None:
+        self.engine = engine
+        self.tz = tz
+        self.dialect = engine.dialect.name
+
+    # -- transactions -------------------------------------------------------------------
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction (SQLite: BEGIN IMMEDIATE, so writers queue instead of failing)."""
+        with self.engine.connect() as conn:
+            conn.info["write"] = True
+            try:
+                with conn.begin():
+                    yield conn
+            finally:
+                conn.info["write"] = False
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        with self.engine.connect() as conn, conn.begin():
+            yield conn
+
+    # -- resources ----------------------------------------------------------------------
+    def current(self, conn: Connection, rtype: str, rid: str) -> Current | None:
+        row = conn.execute(select(R).where(R.c.type == rtype, R.c.id == rid)).first()
+        return Current(**row._mapping) if row else None
+
+    def by_source(
+        self, conn: Connection, rtype: str, hospital_id: str | None, source_id: str
+    ) -> Current | None:
+        cond = R.c.hospital_id.is_(None) if hospital_id is None else R.c.hospital_id == hospital_id
+        row = conn.execute(
+            select(R).where(R.c.type == rtype, cond, R.c.source_id == source_id)
+        ).first()
+        return Current(**row._mapping) if row else None
+
+    def put(
+        self,
+        conn: Connection,
+        resource: JSON,
+        *,
+        rid: str,
+        prev: Current | None,
+        now: datetime,
+        hospital_id: str | None,
+        source_id: str | None,
+        patient_id: str | None,
+        record_id: str | None = None,
+        digest: str | None = None,
+    ) -> tuple[int, bytes]:
+        """Store ``resource`` as the next version of ``rid``; returns (version, body bytes)."""
+        rtype = resource["resourceType"]
+        version = (prev.version_id + 1) if prev else 1
+        meta = {k: v for k, v in (resource.get("meta") or {}).items() if k != "source"}
+        meta["versionId"] = str(version)
+        meta["lastUpdated"] = instant(now)
+        if hospital_id:
+            meta["source"] = f"Organization/{hospital_id}"
+        body_json = {"resourceType": rtype, "id": rid, "meta": meta}
+        body_json.update((k, v) for k, v in resource.items() if k not in body_json)
+        body = orjson.dumps(body_json)
+        values = {
+            "version_id": version,
+            "last_updated": now,
+            "hospital_id": hospital_id,
+            "source_id": source_id,
+            "patient_id": patient_id,
+            "record_id": record_id,
+            "deleted": False,
+            "content_hash": digest or content_hash(resource),
+            "body": body,
+        }
+        if prev:
+            conn.execute(update(R).where(R.c.type == rtype, R.c.id == rid).values(**values))
+        else:
+            conn.execute(insert(R).values(type=rtype, id=rid, **values))
+        conn.execute(
+            insert(RV).values(
+                type=rtype, id=rid, version_id=version, last_updated=now, deleted=False, body=body
+            )
+        )
+        self._reindex(conn, body_json, rid, prev is not None, now, hospital_id, patient_id)
+        return version, body
+
+    def _reindex(
+        self,
+        conn: Connection,
+        res: JSON,
+        rid: str,
+        existed: bool,
+        now: datetime,
+        hospital_id: str | None,
+        patient_id: str | None,
+    ) -> None:
+        rtype = res["resourceType"]
+        table = TYPE_INDEX.get(rtype)
+        if existed:
+            self.unindex(conn, rtype, rid)
+        if res.get("status") in HIDDEN_STATUSES:
+            return  # entered-in-error: kept in history and readable, gone from search
+        ex = extract(res, self.tz)
+        if table is not None:
+            row = {"id": rid, "last_updated": now, **ex.row}
+            if "patient_id" in table.c:
+                row["patient_id"] = patient_id
+                row["hospital_id"] = hospital_id
+            conn.execute(insert(table).values(**row))
+        if ex.tokens:
+            conn.execute(
+                insert(TOKEN),
+                [
+                    {
+                        "type": rtype,
+                        "res_id": rid,
+                        "param": p,
+                        "system": s[:255],
+                        "code": c[:255],
+                        "patient_id": patient_id,
+                        "date": ex.date,
+                    }
+                    for p, s, c in dict.fromkeys(ex.tokens)
+                ],
+            )
+        if ex.strings:
+            conn.execute(
+                insert(STRING),
+                [{"type": rtype, "res_id": rid, "param": p, "value": v[:255]} for p, v in ex.strings],
+            )
+
+    def unindex(self, conn: Connection, rtype: str, rid: str) -> None:
+        table = TYPE_INDEX.get(rtype)
+        if table is not None:
+            conn.execute(delete(table).where(table.c.id == rid))
+        conn.execute(delete(TOKEN).where(TOKEN.c.type == rtype, TOKEN.c.res_id == rid))
+        conn.execute(delete(STRING).where(STRING.c.type == rtype, STRING.c.res_id == rid))
+
+    def repoint_patient(
+        self, conn: Connection, new_patient: str, *, record_ids: Sequence[str]
+    ) -> int:
+        """Move everything about ``record_ids`` (hospital Patient records) to ``new_patient``.
+
+        Results follow their patient on link, unlink and merge without touching their JSON:
+        a result's subject names the hospital's record; only the index's patient column moves.
+        """
+        if not record_ids:
+            return 0
+        moved = conn.execute(
+            select(R.c.type, R.c.id).where(R.c.record_id.in_(list(record_ids)))
+        ).all()
+        conn.execute(
+            update(R).where(R.c.record_id.in_(list(record_ids))).values(patient_id=new_patient)
+        )
+        for rtype, rid in moved:
+            conn.execute(
+                update(TOKEN)
+                .where(TOKEN.c.type == rtype, TOKEN.c.res_id == rid)
+                .values(patient_id=new_patient)
+            )
+            table = TYPE_INDEX.get(rtype)
+            if table is not None and "patient_id" in table.c:
+                conn.execute(update(table).where(table.c.id == rid).values(patient_id=new_patient))
+        return len(moved)
+
+    # -- reads --------------------------------------------------------------------------
+    def get(self, rtype: str, rid: str) -> Current | None:
+        with self.read() as conn:
+            return self.current(conn, rtype, rid)
+
+    def version(self, rtype: str, rid: str, vid: int) -> tuple[bytes, datetime, bool] | None:
+        with self.read() as conn:
+            row = conn.execute(
+                select(RV.c.body, RV.c.last_updated, RV.c.deleted).where(
+                    and_(RV.c.type == rtype, RV.c.id == rid, RV.c.version_id == vid)
+                )
+            ).first()
+        return (row.body, row.last_updated, row.deleted) if row else None
+
+    def history(self, rtype: str, rid: str, limit: int) -> list[tuple[int, datetime, bytes]]:
+        with self.read() as conn:
+            rows = conn.execute(
+                select(RV.c.version_id, RV.c.last_updated, RV.c.body)
+                .where(RV.c.type == rtype, RV.c.id == rid)
+                .order_by(RV.c.version_id.desc())
+                .limit(limit)
+            ).all()
+        return [(r.version_id, r.last_updated, r.body) for r in rows]
+
+
+    def set_patient(self, conn: Connection, rtype: str, rid: str, patient_id: str) -> None:
+        """Point one resource's index rows at an exchange patient."""
+        conn.execute(
+            update(R).where(R.c.type == rtype, R.c.id == rid).values(patient_id=patient_id)
+        )
+        conn.execute(
+            update(TOKEN)
+            .where(TOKEN.c.type == rtype, TOKEN.c.res_id == rid)
+            .values(patient_id=patient_id)
+        )
+        table = TYPE_INDEX.get(rtype)
+        if table is not None and "patient_id" in table.c:
+            conn.execute(update(table).where(table.c.id == rid).values(patient_id=patient_id))

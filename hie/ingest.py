@@ -1,0 +1,391 @@
+"""The one ingest path: validate → link the patient → upsert → dead letters and cursor, one txn.
+
+Every adapter and every HTTP write comes through :meth:`Ingestor.ingest`. Validation (the
+FHIR model set, then hie's profiles) runs before the transaction opens, so the write lock is
+held only for the writes. Each unit gets its own savepoint: a unit that fails rolls back
+alone, and the batch's cursor commits with whatever landed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import Connection, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from adapters.base import Batch, Cursor, DeadLetter, Unit
+from hie import naming
+from hie.fhir import check_model
+from hie.fhirtime import now_utc
+from hie.index import tables as t
+from hie.index.patients import PatientRegistry
+from hie.index.store import Current, Store, content_hash
+from hie.outcome import Conflict, FhirError, Invalid, Issue
+
+JSON = dict[str, Any]
+Validator = Callable[[JSON], list[Issue]]
+CURSOR = t.Cursor.__table__  # type: ignore[attr-defined]
+DEAD = t.DeadLetter.__table__  # type: ignore[attr-defined]
+SUBJECT_REQUIRED = frozenset({"Observation", "DiagnosticReport", "ImagingStudy"})
+
+
+@dataclass
+class Written:
+    """One resource's fate inside a unit."""
+
+    type: str
+    id: str
+    version: int
+    status: str  # created | updated | unchanged
+    body: bytes | None = None
+    last_updated: Any = None
+
+
+@dataclass
+class ItemOutcome:
+    key: str
+    status: str  # created | updated | unchanged | rejected
+    written: list[Written] = field(default_factory=list)
+    issues: list[Issue] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.status != "rejected"
+
+
+@dataclass
+class BatchResult:
+    items: list[ItemOutcome] = field(default_factory=list)
+    dead_letters: int = 0
+
+    def _count(self, status: str) -> int:
+        return sum(1 for i in self.items for w in i.written if w.status == status)
+
+    @property
+    def received(self) -> int:
+        return len(self.items) + self.dead_letters
+
+    @property
+    def created(self) -> int:
+        return self._count("created")
+
+    @property
+    def updated(self) -> int:
+        return self._count("updated")
+
+    @property
+    def unchanged(self) -> int:
+        return self._count("unchanged")
+
+    @property
+    def rejected(self) -> int:
+        return sum(1 for i in self.items if not i.ok) + self.dead_letters
+
+
+def source_identifier(resource: JSON, hospital_id: str | None) -> str | None:
+    """The (hospital-scoped) identifier that makes re-sending a resource idempotent."""
+    idents = [
+        i
+        for i in resource.get("identifier") or []
+        if isinstance(i, dict) and i.get("system") and i.get("value")
+    ]
+    rtype = resource.get("resourceType")
+    if rtype == "Patient" and hospital_id:
+        for i in idents:
+            if i["system"] == naming.mrn(hospital_id):
+                return f"{i['system']}|{i['value']}"
+    if rtype == "ImagingStudy":
+        for i in idents:
+            if i["system"] == naming.DICOM_UID:
+                return f"{i['system']}|{str(i['value']).removeprefix('urn:oid:')}"
+    return f"{idents[0]['system']}|{idents[0]['value']}" if idents else None
+
+
+def _walk_refs(node: Any) -> Iterator[JSON]:
+    stack = [node]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            if isinstance(cur.get("reference"), str):
+                yield cur
+            stack.extend(v for v in cur.values() if isinstance(v, dict | list))
+        elif isinstance(cur, list):
+            stack.extend(v for v in cur if isinstance(v, dict | list))
+
+
+class Ingestor:
+    def __init__(
+        self,
+        store: Store,
+        registry: PatientRegistry,
+        profile_check: Validator | None = None,
+        extra_checks: list[Validator] | None = None,
+    ) -> None:
+        self.store = store
+        self.registry = registry
+        self.profile_check = profile_check
+        self.extra_checks = extra_checks or []
+
+    # -- the Sink protocol --------------------------------------------------------------
+    def cursor(self, hospital_id: str, adapter: str, name: str) -> str | None:
+        with self.store.read() as conn:
+            row = conn.execute(
+                select(CURSOR.c.value).where(
+                    CURSOR.c.hospital_id == hospital_id,
+                    CURSOR.c.adapter == adapter,
+                    CURSOR.c.name == name,
+                )
+            ).first()
+        return row.value if row else None
+
+    def ingest(self, batch: Batch, *, keep_dead_letters: bool = True) -> BatchResult:
+        checked = [(unit, self.validate(unit)) for unit in batch.units]
+        result = BatchResult(dead_letters=len(batch.dead_letters))
+        now = now_utc()
+        with self.store.write() as conn:
+            for unit, issues in checked:
+                if not issues:
+                    outcome = self._apply_with_retry(conn, unit, batch.hospital_id or None, now)
+                else:
+                    outcome = ItemOutcome(unit.key, "rejected", issues=issues)
+                if not outcome.ok and keep_dead_letters:
+                    reason = "; ".join(
+                        f"{i.expression}: {i.diagnostics}" if i.expression else i.diagnostics
+                        for i in outcome.issues
+                    )
+                    self._dead_letter(
+                        conn,
+                        batch,
+                        DeadLetter(unit.key, unit.raw, reason[:4000], unit.content_type),
+                        now,
+                    )
+                result.items.append(outcome)
+            for dead in batch.dead_letters:
+                self._dead_letter(conn, batch, dead, now)
+            if batch.cursor is not None:
+                self._save_cursor(conn, batch.hospital_id, batch.adapter, batch.cursor, now)
+        return result
+
+    # -- validation ---------------------------------------------------------------------
+    def validate(self, unit: Unit) -> list[Issue]:
+        """Model and profile checks for every entry; expressions are prefixed in a Bundle."""
+        issues: list[Issue] = []
+        many = len(unit.entries) > 1
+        for n, entry in enumerate(unit.entries):
+            res = entry.resource
+            rtype = res.get("resourceType") if isinstance(res, dict) else None
+            path = f"Bundle.entry[{n}].resource" if many else str(rtype or "")
+            if not unit.trusted or not isinstance(res, dict):
+                found = check_model(res, path=path if many else "")
+                issues.extend(found)
+                if found:
+                    continue
+            for check in [*([self.profile_check] if self.profile_check else []), *self.extra_checks]:
+                for issue in check(res):
+                    if many and issue.expression and rtype:
+                        expr = path + issue.expression.removeprefix(rtype)
+                        issue = Issue(issue.diagnostics, issue.code, issue.severity, expr)
+                    issues.append(issue)
+        return [i for i in issues if i.severity in ("error", "fatal")]
+
+    # -- writing ------------------------------------------------------------------------
+    def _apply_with_retry(
+        self, conn: Connection, unit: Unit, hospital_id: str | None, now: Any
+    ) -> ItemOutcome:
+        for attempt in (1, 2):
+            try:
+                with conn.begin_nested():
+                    return self._apply(conn, unit, hospital_id, now)
+            except FhirError as exc:
+                return ItemOutcome(unit.key, "rejected", issues=exc.issues)
+            except IntegrityError:
+                if attempt == 2:  # a concurrent writer took the same source id twice
+                    return ItemOutcome(
+                        unit.key,
+                        "rejected",
+                        issues=[Issue("Concurrent update of the same resource; retry", "conflict")],
+                    )
+        raise AssertionError("unreachable")
+
+    def _apply(
+        self, conn: Connection, unit: Unit, hospital_id: str | None, now: Any
+    ) -> ItemOutcome:
+        entries = [(e.full_url, dict(e.resource)) for e in unit.entries]
+        # 1. Give every entry its id: the stored one for a known source identifier.
+        plan: list[tuple[JSON, str, Current | None, str | None]] = []
+        local: dict[str, str] = {}
+        for full_url, res in entries:
+            rtype = res["resourceType"]
+            source = source_identifier(res, hospital_id)
+            prev = self.store.by_source(conn, rtype, hospital_id, source) if source else None
+            explicit = self._target_id(conn, full_url, res, None)
+            if prev is not None and explicit and explicit != prev.id:
+                raise Conflict(
+                    f"{rtype} identifier {source} already belongs to {rtype}/{prev.id}",
+                    expression=f"{rtype}.identifier",
+                )
+            rid = self._target_id(conn, full_url, res, prev)
+            if prev is None and rid:
+                prev = self.store.current(conn, rtype, rid)
+                if prev is not None and prev.hospital_id != hospital_id and hospital_id:
+                    raise Invalid(
+                        f"{rtype}/{rid} belongs to another hospital",
+                        expression=f"{rtype}.id",
+                    )
+            rid = rid or uuid.uuid4().hex
+            if full_url:
+                local[full_url] = f"{rtype}/{rid}"
+            plan.append((res, rid, prev, source))
+        # 2. Point references between entries at the ids just given (transaction semantics).
+        for res, _, _, _ in plan:
+            for ref in _walk_refs(res):
+                if ref["reference"] in local:
+                    ref["reference"] = local[ref["reference"]]
+        # 3. Patients first, then everything that refers to them.
+        outcome = ItemOutcome(unit.key, "unchanged")
+        patients: dict[str, str] = {}
+        for res, rid, prev, source in sorted(plan, key=lambda p: p[0]["resourceType"] != "Patient"):
+            rtype = res["resourceType"]
+            record_id: str | None = None
+            if rtype == "Patient":
+                patient_id: str | None = None
+                record_id = rid
+            else:
+                patient_id, record_id = self._patient_of(conn, res, patients)
+            written = self._upsert(conn, res, rid, prev, source, hospital_id, patient_id, record_id, now)
+            if rtype == "Patient":
+                patients[f"Patient/{rid}"] = self.registry.link_record(
+                    conn, rid, res, hospital_id, now
+                )
+                self._set_patient(conn, "Patient", rid, patients[f"Patient/{rid}"])
+            outcome.written.append(written)
+        statuses = {w.status for w in outcome.written}
+        outcome.status = next(
+            (s for s in ("created", "updated") if s in statuses), "unchanged"
+        )
+        return outcome
+
+    def _target_id(
+        self, conn: Connection, full_url: str | None, res: JSON, prev: Current | None
+    ) -> str | None:
+        if prev is not None:
+            return prev.id
+        if full_url and not full_url.startswith(("urn:uuid:", "urn:oid:")):
+            # "Observation/123" or an absolute URL ending so: an update to a known id
+            tail = full_url.rstrip("/").split("/")
+            if len(tail) >= 2 and tail[-2] == res["resourceType"]:
+                return tail[-1]
+        return None
+
+    def _patient_of(
+        self, conn: Connection, res: JSON, in_unit: dict[str, str]
+    ) -> tuple[str | None, str | None]:
+        rtype = res["resourceType"]
+        field_name = "subject" if rtype != "Specimen" else "subject"
+        subject = res.get(field_name)
+        if not isinstance(subject, dict):
+            if rtype in SUBJECT_REQUIRED:
+                raise Invalid(f"{rtype}.subject is required", expression=f"{rtype}.subject")
+            return None, None
+        ref = subject.get("reference")
+        if isinstance(ref, str):
+            if ref in in_unit:
+                return in_unit[ref], ref.split("/", 1)[1]
+            if ref.startswith("Patient/"):
+                found = self.registry.resolve(conn, ref.split("/", 1)[1])
+                if found:
+                    return found
+            raise Invalid(
+                f"{rtype}.subject refers to {ref!r}, which is not a patient this exchange knows; "
+                "send the Patient in the same Bundle or refer to it by identifier",
+                expression=f"{rtype}.subject",
+                )
+        ident = subject.get("identifier")
+        if isinstance(ident, dict) and ident.get("system") and ident.get("value"):
+            found_rec = self.registry.record_of(conn, str(ident["system"]), str(ident["value"]))
+            if found_rec:
+                return found_rec
+            raise Invalid(
+                f"No patient with identifier {ident['system']}|{ident['value']} is known",
+                expression=f"{rtype}.subject.identifier",
+            )
+        raise Invalid(
+            f"{rtype}.subject must be a reference or an identifier", expression=f"{rtype}.subject"
+        )
+
+    def _upsert(
+        self,
+        conn: Connection,
+        res: JSON,
+        rid: str,
+        prev: Current | None,
+        source: str | None,
+        hospital_id: str | None,
+        patient_id: str | None,
+        record_id: str | None,
+        now: Any,
+    ) -> Written:
+        digest = content_hash(res)
+        rtype = res["resourceType"]
+        if prev is not None and prev.content_hash == digest and not prev.deleted:
+            if prev.patient_id != patient_id and rtype != "Patient" and patient_id:
+                self._set_patient(conn, rtype, rid, patient_id)
+            return Written(rtype, rid, prev.version_id, "unchanged", prev.body, prev.last_updated)
+        version, body = self.store.put(
+            conn,
+            res,
+            rid=rid,
+            prev=prev,
+            now=now,
+            hospital_id=hospital_id if prev is None else prev.hospital_id or hospital_id,
+            source_id=source,
+            patient_id=patient_id if rtype != "Patient" else (prev.patient_id if prev else None),
+            record_id=record_id,
+            digest=digest,
+        )
+        return Written(rtype, rid, version, "updated" if prev else "created", body, now)
+
+    def _set_patient(self, conn: Connection, rtype: str, rid: str, patient_id: str) -> None:
+        self.store.set_patient(conn, rtype, rid, patient_id)
+
+    def _dead_letter(self, conn: Connection, batch: Batch, dead: DeadLetter, now: Any) -> None:
+        conn.execute(
+            insert(DEAD).values(
+                hospital_id=batch.hospital_id,
+                adapter=batch.adapter,
+                key=dead.key[:512],
+                received=now,
+                reason=dead.reason,
+                location=dead.location,
+                content_type=dead.content_type,
+                status="new",
+                attempts=0,
+                raw=dead.raw,
+            )
+        )
+
+    def _save_cursor(
+        self, conn: Connection, hospital_id: str, adapter: str, cursor: Cursor, now: Any
+    ) -> None:
+        done = conn.execute(
+            update(CURSOR)
+            .where(
+                CURSOR.c.hospital_id == hospital_id,
+                CURSOR.c.adapter == adapter,
+                CURSOR.c.name == cursor.name,
+            )
+            .values(value=cursor.value, updated=now)
+        )
+        if done.rowcount == 0:
+            conn.execute(
+                insert(CURSOR).values(
+                    hospital_id=hospital_id,
+                    adapter=adapter,
+                    name=cursor.name,
+                    value=cursor.value,
+                    updated=now,
+                )
+            )
