@@ -1,0 +1,1 @@
+"""LIS CSV exports: a folder of files, one DiagnosticReport unit per order."""
