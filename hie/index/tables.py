@@ -241,3 +241,48 @@ class AuditEvent(SQLModel, table=True):
     purpose: str | None = Field(default=None, max_length=64)
     outcome: str = Field(default="0", max_length=4)  # 0 success, 4 minor, 8 serious failure
     query: str | None = None
+
+
+class RecognitionLookup(SQLModel, table=True):
+    """One ``$prior-results`` question: the ledger's "lookups" and "offered" columns."""
+
+    __tablename__ = "recognition_lookup"
+    __table_args__ = (Index("ix_lookup_hospital_time", "hospital_id", "asked"),)
+    id: int | None = Field(default=None, primary_key=True)
+    asked: datetime
+    patient_id: str = Field(max_length=64)
+    hospital_id: str = Field(max_length=64)
+    department: str | None = Field(default=None, max_length=64)
+    client_id: str = Field(max_length=128)
+    requested: str  # space-separated item codes
+    offered: int = 0  # recognised results offered
+    pending: int = 0
+
+
+class RecognitionDecision(SQLModel, table=True):
+    """A clinician accepted or declined a prior result instead of (or before) re-testing."""
+
+    __tablename__ = "recognition_decision"
+    __table_args__ = (
+        Index("ix_decision_hospital_time", "hospital_id", "decided"),
+        Index("ix_decision_patient", "patient_id"),
+    )
+    id: str = Field(primary_key=True, max_length=64)
+    decided: datetime
+    patient_id: str = Field(max_length=64)
+    hospital_id: str = Field(max_length=64)
+    department: str | None = Field(default=None, max_length=64)
+    clinician: str = Field(max_length=128)
+    client_id: str = Field(max_length=128)
+    result_ref: str = Field(max_length=160)  # Observation/abc
+    result_version: str | None = Field(default=None, max_length=16)
+    item_code: str = Field(max_length=64)  # recognition catalogue item
+    order_ref: str | None = Field(default=None, max_length=160)  # the order it replaced
+    action: str = Field(max_length=16)  # accept | decline
+    reason_code: str | None = Field(default=None, max_length=64)
+    reason_text: str | None = None
+    price_rmb: float = 0.0  # saved when accepted, from the catalogue at decision time
+    minutes_saved: float = 0.0
+    withdrawn: datetime | None = None
+    withdrawn_by: str | None = Field(default=None, max_length=128)
+    withdraw_reason: str | None = None
