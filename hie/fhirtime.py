@@ -46,16 +46,19 @@ def parse_range(value: str, tz: str = "Asia/Shanghai") -> tuple[datetime, dateti
             step = "second" if g["S"] is not None else "minute"
     except ValueError as exc:
         raise BadDate(f"{value!r} is not a valid date: {exc}") from None
-    end = _advance(start, step)
-    zone = g["tz"]
-    if zone is None:
-        local = ZoneInfo(tz)
-        start_u = start.replace(tzinfo=local).astimezone(UTC)
-        end_u = end.replace(tzinfo=local).astimezone(UTC)
-    else:
-        offset = _offset(zone)
-        start_u = (start - offset).replace(tzinfo=UTC)
-        end_u = (end - offset).replace(tzinfo=UTC)
+    try:  # the range's end or the shift to UTC can leave years 1..9999 (e.g. "9999")
+        end = _advance(start, step)
+        zone = g["tz"]
+        if zone is None:
+            local = ZoneInfo(tz)
+            start_u = start.replace(tzinfo=local).astimezone(UTC)
+            end_u = end.replace(tzinfo=local).astimezone(UTC)
+        else:
+            offset = _offset(zone)
+            start_u = (start - offset).replace(tzinfo=UTC)
+            end_u = (end - offset).replace(tzinfo=UTC)
+    except (ValueError, OverflowError):
+        raise BadDate(f"{value!r} is outside the dates this server can compare") from None
     return start_u, end_u
 
 
