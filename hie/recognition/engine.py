@@ -1,0 +1,558 @@
+"""The recognition engine: which prior results a hospital can accept instead of testing again.
+
+A pure function of its inputs (no clock, no I/O, no randomness), so the same question gets the
+same answer from ``$prior-results``, a CDS Hooks card or the SMART app, and a test can pin it.
+
+For each candidate result the engine applies, in this order, and records every outcome:
+
+1. status: entered-in-error, cancelled, superseded by a correction, not final;
+2. catalogue: the result is an instance of an item on the list; specimen and unit fit it;
+3. institution (skipped for the requester's own results): the scope rules admit the producing
+   hospital's level for this item, and the producing lab held the item's credential on the
+   local day the test was done (not today);
+4. clock: ``at`` is before the end of the item's validity window.
+
+The first failure is the verdict's reason; a result passing all is ``recognised`` and carries
+its expiry and the HR mark. Rules come from the 2022 national measures (国卫医发〔2022〕6号),
+the catalogue and scope CodeSystems, and hie's choices documented in ``docs/recognition.md``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime, tzinfo
+from typing import Protocol
+from zoneinfo import ZoneInfo
+
+from hie.outcome import Invalid
+from hie.recognition.catalogue import Catalogue, CatalogueItem
+from hie.recognition.explanation import REASONS, Facts, explain, local_until
+from hie.recognition.model import (
+    FINAL_STATUSES,
+    PENDING_STATUSES,
+    AssessedResult,
+    Assessment,
+    Basis,
+    Check,
+    Code,
+    Coverage,
+    HospitalProfile,
+    LabCredential,
+    Pending,
+    PendingOrder,
+    PriorResult,
+    RecognitionPolicy,
+    RequestedItem,
+    Verdict,
+)
+
+
+def evaluate(
+    results: Iterable[PriorResult],
+    requested_codes: Iterable[Code],
+    requesting_hospital: str,
+    at: datetime,
+    catalogue: Catalogue,
+    hospitals: Mapping[str, HospitalProfile] | Iterable[HospitalProfile],
+    credentials: Iterable[LabCredential],
+    policy: RecognitionPolicy,
+    pending_orders: Iterable[PendingOrder] = (),
+) -> Assessment:
+    """Judge every candidate result for the requested items, as seen at instant ``at``.
+
+    ``results`` are the patient's results from the index (any hospital, any status, older
+    versions included); results dated after ``at`` are ignored, so ``at`` in the past replays
+    what the engine would have said then. Raises :class:`~hie.outcome.Invalid` for a naive
+    ``at`` or an unknown requesting hospital.
+    """
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise Invalid("'at' must be an instant with a time zone offset", expression="at")
+    profiles = hospitals if isinstance(hospitals, Mapping) else {h.id: h for h in hospitals}
+    requester = profiles.get(requesting_hospital)
+    if requester is None:
+        raise Invalid(
+            f"Unknown requesting hospital {requesting_hospital!r}", expression="requester"
+        )
+    run = _Run(
+        catalogue=catalogue,
+        policy=policy,
+        zone=ZoneInfo(policy.timezone),
+        at=at,
+        requester=requester,
+        hospitals=dict(profiles),
+        credentials=tuple(credentials),
+    )
+    return run.assess(list(results), list(requested_codes), list(pending_orders))
+
+
+@dataclass
+class _Run:
+    catalogue: Catalogue
+    policy: RecognitionPolicy
+    zone: tzinfo
+    at: datetime
+    requester: HospitalProfile
+    hospitals: dict[str, HospitalProfile]
+    credentials: tuple[LabCredential, ...]
+    requested: list[RequestedItem] = field(default_factory=list)
+    relevant: dict[str, list[Code]] = field(default_factory=dict)  # item code -> requested
+    literal: set[Code] = field(default_factory=set)  # requested codes not on the list
+    superseded_by: dict[tuple[str, str | None], str] = field(default_factory=dict)
+    latest: dict[str, PriorResult] = field(default_factory=dict)  # ref -> newest version
+    verdicts: dict[tuple[str, str | None], Verdict] = field(default_factory=dict)
+
+    # -- the whole request -------------------------------------------------------------------
+
+    def assess(
+        self,
+        results: list[PriorResult],
+        requested_codes: list[Code],
+        orders: list[PendingOrder],
+    ) -> Assessment:
+        self._resolve_requests(requested_codes)
+        visible = [
+            r
+            for r in results
+            if r.effective <= self.at and (r.issued is None or r.issued <= self.at)
+        ]
+        self._find_superseded(visible)
+        assessed: list[AssessedResult] = []
+        for r in visible:
+            relates = self._relates(r)
+            if not relates:
+                continue
+            verdict = self._verdict(r)
+            covers, missing = self._covers(r, verdict, relates)
+            verdict = _replace(verdict, covers=covers, relates_to=tuple(relates), missing=missing)
+            assessed.append(AssessedResult(r, verdict))
+        assessed.sort(key=self._order)
+        pending = self._pending(visible, orders)
+        coverage = tuple(self._coverage(q, assessed, pending) for q in self.requested)
+        return Assessment(
+            at=self.at,
+            requester=self.requester,
+            requested=tuple(self.requested),
+            results=tuple(assessed),
+            coverage=coverage,
+            pending=tuple(pending),
+        )
+
+    def _resolve_requests(self, codes: list[Code]) -> None:
+        seen: set[Code] = set()
+        for code in codes:
+            if code in seen:
+                continue
+            seen.add(code)
+            item = self.catalogue.resolve(code)
+            self.requested.append(
+                RequestedItem(
+                    code,
+                    item.code if item else None,
+                    item.display_zh if item else None,
+                    item.display_en if item else None,
+                )
+            )
+            if item is None:
+                self.literal.add(code)
+                continue
+            linked = [item.code, *item.components]
+            linked += [p.code for p in self.catalogue.panels_with(item.code)]
+            for code_ in linked:
+                bucket = self.relevant.setdefault(code_, [])
+                if code not in bucket:
+                    bucket.append(code)
+
+    def _find_superseded(self, results: list[PriorResult]) -> None:
+        """Older versions of one resource, and results a newer one says it replaces."""
+        for r in results:
+            known = self.latest.get(r.ref)
+            if known is None or r.version_key > known.version_key:
+                self.latest[r.ref] = r
+        for r in results:
+            newest = self.latest[r.ref]
+            if newest is not r and newest.version_key != r.version_key:
+                self.superseded_by[_key(r)] = f"{r.ref}/_history/{newest.version}"
+            elif r.superseded:
+                self.superseded_by[_key(r)] = "(index)"
+        for r in results:
+            if r.replaces and r.replaces in self.latest and r.status not in _VOID:
+                for old in results:
+                    if old.ref == r.replaces:
+                        self.superseded_by.setdefault(_key(old), r.ref)
+
+    def _relates(self, r: PriorResult) -> list[Code]:
+        item = self.catalogue.match(r)
+        if item is not None:
+            return list(self.relevant.get(item.code, []))
+        return [c for c in r.codes if c in self.literal]
+
+    # -- one result --------------------------------------------------------------------------
+
+    def _verdict(self, r: PriorResult) -> Verdict:
+        cached = self.verdicts.get(_key(r))
+        if cached is None:
+            cached = self.verdicts[_key(r)] = self._judge(r)
+        return cached
+
+    def _judge(self, r: PriorResult) -> Verdict:
+        checks: list[Check] = []
+        failed: dict[str, tuple[str, str, str]] = {}  # reason -> (rule, detail_zh, detail_en)
+
+        def fail(reason: str, rule: str, note: str, zh: str = "", en: str = "") -> None:
+            checks.append(Check(rule, False, note))
+            failed.setdefault(reason, (rule, zh or note, en or note))
+
+        if r.status == "entered-in-error":
+            fail("entered-in-error", "status.entered-in-error", r.status)
+        elif r.status == "cancelled":
+            fail("cancelled", "status.cancelled", r.status)
+        if _key(r) in self.superseded_by:
+            fail("superseded", "version.superseded", self.superseded_by[_key(r)])
+        if r.status in FINAL_STATUSES:
+            checks.append(Check("status.final", True, r.status))
+        elif r.status not in _VOID:
+            fail("not-final", "status.not-final", r.status)
+
+        producer = self.hospitals.get(r.hospital_id)
+        own = r.hospital_id == self.requester.id
+        item = self.catalogue.match(r)
+        expires_at = None
+        credential = None
+        scope_rule = "own-result" if own else "scope.unknown-hospital"
+        if item is None:
+            fail("not-on-list", "catalogue.not-on-list", ", ".join(f"{s}|{c}" for s, c in r.codes))
+        else:
+            checks.append(Check("catalogue.on-list", True, item.code))
+            if item.specimens and r.specimen is not None and r.specimen not in item.specimens:
+                fail("specimen-mismatch", "catalogue.specimen", r.specimen)
+            elif item.specimens:
+                checks.append(Check("catalogue.specimen", True, r.specimen or "not stated"))
+            if item.units and (r.value is not None or r.unit is not None):
+                if r.unit not in item.units:
+                    fail("unit-mismatch", "catalogue.unit", r.unit or "(none)")
+                else:
+                    checks.append(Check("catalogue.unit", True, r.unit))
+            if not own:
+                scope_rule = self._check_scope(item, producer, checks, fail)
+                credential = self._check_credential(r, item, checks, fail)
+            expires_at = item.window.expires_at(r.effective, self.zone)
+            if self.at >= expires_at:
+                fail("expired", "window.expired", f"{item.window.text} ended {expires_at}")
+            else:
+                checks.append(
+                    Check("window.within", True, f"{item.window.text} until {expires_at}")
+                )
+
+        facts = self._facts(r, item, producer, expires_at)
+        base = {
+            "checks": tuple(checks),
+            "item_code": item.code if item else None,
+            "item_display_zh": item.display_zh if item else None,
+            "item_display_en": item.display_en if item else None,
+            "expires_at": expires_at,
+            "producer_id": r.hospital_id,
+            "producer_name_zh": producer.name_zh if producer else None,
+            "producer_name_en": producer.name_en if producer else None,
+            "credential": credential,
+        }
+        reasons = [reason for reason in REASONS if reason in failed]
+        if reasons:
+            reason = reasons[0]
+            rule, detail_zh, detail_en = failed[reason]
+            zh, en = explain(reason, _with(facts, detail_zh=detail_zh, detail_en=detail_en))
+            return Verdict(
+                kind="reference-only",
+                rule=rule,
+                explanation_zh=zh,
+                explanation_en=en,
+                reason=reason,
+                other_reasons=tuple(reasons[1:]),
+                **base,  # type: ignore[arg-type]
+            )
+        basis: Basis = "own-result" if own else "mutual-recognition"
+        zh, en = explain(basis, facts)
+        return Verdict(
+            kind="recognised",
+            rule=scope_rule,
+            explanation_zh=zh,
+            explanation_en=en,
+            basis=basis,
+            mark_prefix=None if own else self.policy.province_prefix,
+            mark=None if own else self.policy.mark,
+            **base,  # type: ignore[arg-type]
+        )
+
+    def _check_scope(
+        self,
+        item: CatalogueItem,
+        producer: HospitalProfile | None,
+        checks: list[Check],
+        fail: _Fail,
+    ) -> str:
+        if producer is None:
+            fail(
+                "outside-scope",
+                "scope.unknown-hospital",
+                "producer not in the hospitals configuration",
+                "出具结果的医院不在互认医院名单中",
+                "the producing hospital is not in the exchange's hospital list",
+            )
+            return "scope.unknown-hospital"
+        decision = self.policy.scope.decide(producer.level, self.requester.level, item.basic)
+        note = f"{producer.level} -> {self.requester.level}"
+        if decision.in_scope:
+            checks.append(Check(decision.rule, True, note))
+        else:
+            fail("outside-scope", decision.rule, note, decision.note_zh, decision.note_en)
+        return decision.rule
+
+    def _check_credential(
+        self, r: PriorResult, item: CatalogueItem, checks: list[Check], fail: _Fail
+    ) -> LabCredential | None:
+        if item.credential_scope == "none":
+            checks.append(Check("credential.not-required", True, item.code))
+            return None
+        day = r.effective.astimezone(self.zone).date()
+        scopes = {f"item:{code}" for code in (item.code, *item.loinc)}
+        if item.credential_scope == "item-or-discipline":
+            scopes.add(f"discipline:{item.discipline}")
+        held = sorted(
+            (
+                c
+                for c in self.credentials
+                if c.hospital_id == r.hospital_id
+                and c.scope in scopes
+                and c.scheme in item.credential_schemes
+                and c.valid_on(day)
+            ),
+            key=lambda c: (not c.scope.startswith("item:"), c.scheme, c.valid_from),
+        )
+        if held:
+            checks.append(Check("credential.held", True, held[0].describe()))
+            return held[0]
+        wanted = " / ".join(sorted(scopes))
+        schemes = "/".join(item.credential_schemes)
+        fail(
+            "no-credential-at-time",
+            "credential.missing",
+            f"{schemes} {wanted} on {day}",
+            f"需 {schemes} {wanted}",
+            f"needs {schemes} {wanted}",
+        )
+        return None
+
+    def _facts(
+        self,
+        r: PriorResult,
+        item: CatalogueItem | None,
+        producer: HospitalProfile | None,
+        expires_at: datetime | None,
+    ) -> Facts:
+        return Facts(
+            producer_zh=producer.name_zh if producer else r.hospital_id,
+            producer_en=producer.name_en if producer else r.hospital_id,
+            date=r.effective.astimezone(self.zone).date().isoformat(),
+            item_zh=item.display_zh if item else (r.display or ""),
+            item_en=item.display_en if item else (r.display or ""),
+            until=local_until(expires_at, self.zone) if expires_at else "",
+            window_zh=item.window.describe("zh") if item else "",
+            window_en=item.window.describe("en") if item else "",
+            mark=self.policy.mark,
+        )
+
+    # -- what each result covers -------------------------------------------------------------
+
+    def _covers(
+        self, r: PriorResult, verdict: Verdict, relates: list[Code]
+    ) -> tuple[tuple[Code, ...], tuple[str, ...]]:
+        """Requested codes this result stands in for, and (panels) components it lacks."""
+        item = self.catalogue.match(r)
+        if item is None:
+            return (), ()
+        missing: tuple[str, ...] = ()
+        present: set[str] = set()
+        if item.is_panel:
+            present = self._recognised_members(r)
+            missing = tuple(c for c in item.components if c not in present)
+        if not verdict.recognised:
+            return (), missing
+        covers: list[Code] = []
+        for q in relates:
+            wanted = self.catalogue.resolve(q)
+            if wanted is None:
+                continue
+            whole = wanted.code == item.code and not missing
+            if whole or (item.is_panel and wanted.code in present):
+                covers.append(q)
+        return tuple(covers), missing
+
+    def _recognised_members(self, panel: PriorResult) -> set[str]:
+        found: set[str] = set()
+        for ref in panel.members:
+            member = self.latest.get(ref)
+            if member is None or member.hospital_id != panel.hospital_id:
+                continue
+            member_item = self.catalogue.match(member)
+            if member_item is not None and self._verdict(member).recognised:
+                found.add(member_item.code)
+        return found
+
+    def _coverage(
+        self, q: RequestedItem, assessed: list[AssessedResult], pending: list[Pending]
+    ) -> Coverage:
+        waiting = tuple(p.ref for p in pending if q.code in p.covers)
+        if q.item_code is None:
+            return Coverage(q.code, "pending" if waiting else "none", False, pending=waiting)
+        by = tuple(a.result.ref for a in assessed if q.code in a.verdict.covers)
+        if by:
+            return Coverage(q.code, "covered", True, by=_unique(by), pending=waiting)
+        item = self.catalogue.item(q.item_code)
+        if item.is_panel:
+            parts: list[str] = []
+            missing: list[str] = []
+            for comp in item.components:
+                refs = [
+                    a.result.ref
+                    for a in assessed
+                    if a.verdict.recognised and a.verdict.item_code == comp
+                ]
+                if refs:
+                    parts.extend(refs)
+                else:
+                    missing.append(comp)
+            if parts and not missing:
+                return Coverage(q.code, "covered", True, by=_unique(parts), pending=waiting)
+            if parts:
+                return Coverage(
+                    q.code,
+                    "partial",
+                    True,
+                    by=_unique(parts),
+                    missing=tuple(missing),
+                    pending=waiting,
+                )
+        return Coverage(q.code, "pending" if waiting else "none", True, pending=waiting)
+
+    # -- pending elsewhere -------------------------------------------------------------------
+
+    def _pending(self, visible: list[PriorResult], orders: list[PendingOrder]) -> list[Pending]:
+        out: list[Pending] = []
+        fulfilled = {
+            r.based_on_order for r in visible if r.based_on_order and r.status not in _VOID
+        }
+        for r in visible:
+            if (
+                r.hospital_id == self.requester.id
+                or r.status not in PENDING_STATUSES
+                or _key(r) in self.superseded_by
+            ):
+                continue
+            if related := self._relates(r):
+                out.append(
+                    self._pending_entry(
+                        r.ref, "result", r.hospital_id, r.status, r.effective, related, r.display
+                    )
+                )
+        for order in orders:
+            if (
+                order.hospital_id == self.requester.id
+                or order.status != "active"
+                or order.authored > self.at
+                or order.ref in fulfilled
+            ):
+                continue
+            relates: list[Code] = []
+            for code in order.codes:
+                item = self.catalogue.resolve(code)
+                if item is not None:
+                    # An order older than the item's window is taken as abandoned.
+                    if self.at >= item.window.expires_at(order.authored, self.zone):
+                        continue
+                    relates += [q for q in self.relevant.get(item.code, []) if q not in relates]
+                elif code in self.literal and code not in relates:
+                    relates.append(code)
+            if relates:
+                out.append(
+                    self._pending_entry(
+                        order.ref,
+                        "order",
+                        order.hospital_id,
+                        order.status,
+                        order.authored,
+                        relates,
+                        order.display,
+                    )
+                )
+        out.sort(key=lambda p: (-p.since.timestamp(), p.ref))
+        return out
+
+    def _pending_entry(
+        self,
+        ref: str,
+        source: str,
+        hospital_id: str,
+        status: str,
+        since: datetime,
+        covers: list[Code],
+        display: str | None,
+    ) -> Pending:
+        h = self.hospitals.get(hospital_id)
+        name_zh = h.name_zh if h else hospital_id
+        name_en = h.name_en if h else hospital_id
+        day = since.astimezone(self.zone).date().isoformat()
+        what_zh, what_en = (
+            ("已开单", "was ordered")
+            if source == "order"
+            else ("结果未最终确认", "has a result that is not final")
+        )
+        return Pending(
+            ref=ref,
+            source="order" if source == "order" else "result",
+            hospital_id=hospital_id,
+            hospital_name_zh=h.name_zh if h else None,
+            hospital_name_en=h.name_en if h else None,
+            status=status,
+            since=since,
+            covers=tuple(covers),
+            explanation_zh=f"{name_zh} {day} {what_zh}（状态 {status}），请等待结果，勿重复开单。",
+            explanation_en=f"The same test {what_en} at {name_en} on {day} (status {status}); "
+            "wait for it rather than order again.",
+            display=display,
+        )
+
+    def _order(self, a: AssessedResult) -> tuple[int, float, int, str, tuple[int, str]]:
+        """Recognised first, then newest first, then catalogue priority, then a stable tie."""
+        item = self.catalogue.match(a.result)
+        return (
+            0 if a.verdict.recognised else 1,
+            -a.result.effective.timestamp(),
+            item.priority if item else 1_000,
+            a.result.ref,
+            (-a.result.version_key[0], a.result.version_key[1]),
+        )
+
+
+_VOID = frozenset({"entered-in-error", "cancelled"})
+
+
+class _Fail(Protocol):
+    """The signature of the ``fail`` callback ``_judge`` hands to its checks."""
+
+    def __call__(self, reason: str, rule: str, note: str, zh: str = "", en: str = "") -> None: ...
+
+
+def _key(r: PriorResult) -> tuple[str, str | None]:
+    return (r.ref, r.version)
+
+
+def _unique(refs: Sequence[str]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(refs))
+
+
+def _with(facts: Facts, **changes: str) -> Facts:
+    return Facts(**{**facts.__dict__, **changes})
+
+
+def _replace(verdict: Verdict, **changes: object) -> Verdict:
+    return replace(verdict, **changes)  # type: ignore[arg-type]
