@@ -31,7 +31,8 @@ from hie.identity.names import COMPOUND_SURNAMES
 from hie.identity.national_id import validate as validate_national_id
 
 JSON = dict[str, Any]
-CodeMapper = Callable[[str, str], "tuple[str, str, str] | None"]
+# hie.terminology.Terminology.map fits: (hospital_id, local_code) -> (system, code, display)
+CodeMapper = Callable[[str, str], "tuple[str, str, str | None] | None"]
 
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"  # identifier types
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"  # diagnostic service sections
@@ -295,7 +296,10 @@ def _code(local: str, display: str, ctx: OrderContext) -> JSON:
     mapped = ctx.map_code(ctx.hospital_id, local)
     if mapped is not None:
         system, code, loinc_display = mapped
-        codings.append({"system": system, "code": code, "display": loinc_display})
+        coding: JSON = {"system": system, "code": code}
+        if loinc_display:
+            coding["display"] = loinc_display
+        codings.append(coding)
     own: JSON = {"system": naming.local_codes(ctx.hospital_id), "code": local}
     if display:
         own["display"] = display

@@ -20,23 +20,14 @@ from hie import naming
 from hie.fhir import check_model
 from hie.hospitals import load_hospitals
 from hie.profile import Profiles
+from hie.terminology import Terminology
 
 ROOT = Path(__file__).resolve().parents[3]
 FIXTURE = ROOT / "fixtures" / "csv" / "nsdh" / "nsdh-lis-20261124.csv"
 GOLDEN = Path(__file__).parent / "golden" / "nsdh-lis-20261124.json"
-# The nsdh → LOINC rows the demo ConceptMap carries for these codes (stand-in for
-# hie.terminology.Terminology.map, which any callable of this shape replaces).
-NSDH_LOINC = {
-    "K": ("http://loinc.org", "2823-3", "Potassium [Moles/volume] in Serum or Plasma"),
-    "NA": ("http://loinc.org", "2951-2", "Sodium [Moles/volume] in Serum or Plasma"),
-    "CL": ("http://loinc.org", "2075-0", "Chloride [Moles/volume] in Serum or Plasma"),
-    "CA": ("http://loinc.org", "17861-6", "Calcium [Mass/volume] in Serum or Plasma"),
-    "GHB": ("http://loinc.org", "4548-4", "Hemoglobin A1c/Hemoglobin.total in Blood"),
-}
-
-
-def map_code(hospital_id: str, local: str) -> tuple[str, str, str] | None:
-    return NSDH_LOINC.get(local) if hospital_id == "nsdh" else None
+# The real terminology: fhir_profiles/ConceptMap-nsdh-lab-loinc.json (hie.terminology).
+TERMINOLOGY = Terminology.load(ROOT / "fhir_profiles")
+map_code = TERMINOLOGY.map
 
 
 def nsdh_source(folder: Path | None = None) -> LisCsvSource:
