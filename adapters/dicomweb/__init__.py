@@ -1,0 +1,1 @@
+"""DICOMweb (QIDO-RS) pull adapter: studies at a hospital PACS become ImagingStudy references."""
