@@ -1,0 +1,14 @@
+"""HL7 v2 lab results (ORU^R01, v2.3 to 2.6) into the exchange's FHIR R4 index.
+
+The path of one message::
+
+    bytes (a file, an MLLP block)
+      └─ framing.split_messages   one payload → messages (batches, BOM, MLLP bytes, CR/LF)
+          └─ charset.decode       MSH-18 → text (UTF-8, GB18030, 8859/1 …), notes any fallback
+              └─ message.parse    python-hl7 tree + escapes + typed field access
+                  └─ oru.map_oru  PID → Patient, OBR → DiagnosticReport (+ Specimen),
+                                  OBX → Observation; one adapters.base.Unit → ingest
+
+Sources: ``drop_folder`` (files, one Batch per file) and ``mllp`` (TCP listener, one ACK per
+message, built by ``ack``). Mapping is pure: no I/O, no clock, no database.
+"""

@@ -1,0 +1,278 @@
+"""A parsed HL7 v2 message: python-hl7's tree behind typed, escape-aware accessors.
+
+python-hl7 (``hl7`` 0.4.5) splits a message into segments, fields, repetitions, components
+and subcomponents, but its tree is ragged (a field without delimiters is a bare string) and
+it leaves escape sequences in place. :class:`Segment` hides both: ``seg.get(3, 1)`` is PID-3.1
+of the first repetition, unescaped with the message's own encoding characters and charset.
+
+Errors raised here and by the mappers are :class:`MessageError`, a :class:`BadMessage` that
+also carries the HL7 table 0357 condition code and whether the ACK is AE or AR.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import hl7
+
+from adapters.base import BadMessage
+from adapters.hl7v2 import charset
+from adapters.hl7v2.escapes import Encoding, encoding_from_msh2, unescape
+from adapters.hl7v2.framing import Framed
+
+# HL7 table 0357, message error condition codes (the ones hie reports).
+SEGMENT_SEQUENCE = "100"
+REQUIRED_FIELD_MISSING = "101"
+DATA_TYPE_ERROR = "102"
+TABLE_VALUE_NOT_FOUND = "103"
+UNSUPPORTED_MESSAGE_TYPE = "200"
+UNSUPPORTED_EVENT = "201"
+UNSUPPORTED_VERSION = "203"
+UNKNOWN_KEY = "204"
+INTERNAL_ERROR = "207"
+
+CONDITION_TEXT = {
+    "100": "Segment sequence error",
+    "101": "Required field missing",
+    "102": "Data type error",
+    "103": "Table value not found",
+    "200": "Unsupported message type",
+    "201": "Unsupported event code",
+    "203": "Unsupported version id",
+    "204": "Unknown key identifier",
+    "207": "Application internal error",
+}
+
+
+class MessageError(BadMessage):
+    """A message hie cannot map. ``reject`` → ACK AR (not processed at all), else AE.
+
+    HL7 v2.5.1 §2.9.2: AR when the message type, event, version or structure is unacceptable;
+    AE when it was understood but its content is in error.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        location: str | None = None,
+        condition: str = DATA_TYPE_ERROR,
+        reject: bool = False,
+    ) -> None:
+        super().__init__(reason, location=location)
+        self.condition = condition
+        self.reject = reject
+
+    def __str__(self) -> str:
+        return f"{self.location}: {self.reason}" if self.location else self.reason
+
+
+@dataclass(frozen=True)
+class Coded:
+    """A CE/CWE/CNE value: primary triplet and the alternate triplet (components 4-6)."""
+
+    code: str = ""
+    text: str = ""
+    system: str = ""
+    alt_code: str = ""
+    alt_text: str = ""
+    alt_system: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.code or self.text or self.alt_code)
+
+
+Rep = list[list[str]]  # components → subcomponents
+
+
+def _reps(node: Any) -> list[Rep]:
+    """Normalise python-hl7's ragged field into repetitions → components → subcomponents."""
+    if len(node) == 1 and isinstance(node[0], str):
+        return [[[node[0]]]]
+    reps: list[Rep] = []
+    for rep in node:
+        if isinstance(rep, str):
+            reps.append([[rep]])
+            continue
+        comps: Rep = []
+        for comp in rep:
+            comps.append([comp] if isinstance(comp, str) else [str(s) for s in comp])
+        reps.append(comps)
+    return reps
+
+
+class Segment:
+    """One segment; field numbers are HL7's (MSH-9 is ``msh.get(9)``)."""
+
+    __slots__ = ("_cache", "_raw", "codec", "enc", "id", "occurrence")
+
+    def __init__(self, raw: Any, occurrence: int, enc: Encoding, codec: str) -> None:
+        self._raw = raw
+        self._cache: dict[int, list[Rep]] = {}
+        self.id = str(raw[0]) if len(raw) else ""
+        self.occurrence = occurrence
+        self.enc = enc
+        self.codec = codec
+
+    def loc(self, field: int | None = None, rep: int | None = None) -> str:
+        """Where in the message, e.g. ``OBX[3]-5`` or ``PID-3[2]`` (for errors and ERR-2)."""
+        name = self.id if self.id in ("MSH", "PID") else f"{self.id}[{self.occurrence}]"
+        if field is None:
+            return name
+        return f"{name}-{field}" + (f"[{rep}]" if rep else "")
+
+    def reps(self, field: int) -> list[Rep]:
+        """All repetitions of a field (still escaped); [] when the field is absent or empty."""
+        cached = self._cache.get(field)
+        if cached is None:
+            if field >= len(self._raw) or (self.id == "MSH" and field <= 2):
+                cached = []
+            else:
+                cached = [r for r in _reps(self._raw[field]) if any(any(c) for c in r)]
+            self._cache[field] = cached
+        return cached
+
+    def text(self, value: str) -> str:
+        """Unescape one leaf; HL7's explicit null ``""`` reads as empty."""
+        if value == '""':
+            return ""
+        return unescape(value, self.enc, self.codec)
+
+    def get(self, field: int, comp: int = 1, sub: int = 1, rep: int = 1) -> str:
+        """One leaf value, unescaped and stripped; "" when absent."""
+        reps = self.reps(field)
+        if len(reps) < rep:
+            return ""
+        comps = reps[rep - 1]
+        if len(comps) < comp or len(comps[comp - 1]) < sub:
+            return ""
+        return self.text(comps[comp - 1][sub - 1]).strip()
+
+    def raw_field(self, field: int) -> str:
+        """The field's text as sent (for MSH-1/2 and messages in reasons)."""
+        if field >= len(self._raw):
+            return ""
+        return str(self._raw[field])
+
+    def coded(self, field: int, rep: int = 1) -> Coded:
+        g = self.get
+        return Coded(
+            g(field, 1, rep=rep),
+            g(field, 2, rep=rep),
+            g(field, 3, rep=rep),
+            g(field, 4, rep=rep),
+            g(field, 5, rep=rep),
+            g(field, 6, rep=rep),
+        )
+
+    def components(self, field: int, rep: int = 1) -> list[str]:
+        """All components of one repetition, unescaped (subcomponents joined by ``&``)."""
+        reps = self.reps(field)
+        if len(reps) < rep:
+            return []
+        return ["&".join(self.text(s) for s in comp).strip() for comp in reps[rep - 1]]
+
+
+@dataclass
+class V2Message:
+    """A parsed message with its header facts read once."""
+
+    segments: list[Segment]
+    enc: Encoding
+    codec: str
+    notes: list[str]
+
+    @property
+    def msh(self) -> Segment:
+        return self.segments[0]
+
+    @property
+    def control_id(self) -> str:
+        return self.msh.get(10)
+
+    @property
+    def message_type(self) -> tuple[str, str]:
+        return self.msh.get(9, 1).upper(), self.msh.get(9, 2).upper()
+
+    @property
+    def version(self) -> str:
+        return self.msh.get(12, 1)
+
+    @property
+    def charset_label(self) -> str:
+        return self.msh.get(18, 1)
+
+    @property
+    def sending_facility(self) -> str:
+        return self.msh.get(4, 1)
+
+    def all(self, seg_id: str) -> Iterator[Segment]:
+        return (s for s in self.segments if s.id == seg_id)
+
+    def first(self, seg_id: str) -> Segment | None:
+        return next(self.all(seg_id), None)
+
+
+def _msh18(msh: bytes, sep: bytes, enc: Encoding) -> str:
+    parts = msh.split(sep)
+    if len(parts) < 18:
+        return ""
+    value = parts[17].decode("ascii", errors="replace")
+    return value.split(enc.repetition)[0].split(enc.component)[0].strip()
+
+
+def parse(framed: Framed, default_charset: str = "utf-8") -> V2Message:
+    """Decode (MSH-18) and parse one framed message; MessageError(reject=True) if impossible."""
+    if not framed.has_msh:
+        first = framed.segments[0][:3].decode("ascii", "replace") if framed.segments else ""
+        raise MessageError(
+            f"no MSH segment: the data starts with {first!r}",
+            location="MSH",
+            condition=SEGMENT_SEQUENCE,
+            reject=True,
+        )
+    msh = framed.segments[0]
+    sep = msh[3:4]
+    if len(msh) < 8 or not sep or sep.isalnum() or sep.isspace():
+        raise MessageError(
+            "MSH is too short to hold the field separator and encoding characters",
+            location="MSH-2",
+            condition=REQUIRED_FIELD_MISSING,
+            reject=True,
+        )
+    end = msh.find(sep, 4)
+    msh2 = msh[4 : end if end > 0 else len(msh)].decode("ascii", errors="replace")
+    if not msh2:
+        raise MessageError(
+            "MSH-2 (encoding characters) is empty",
+            location="MSH-2",
+            condition=REQUIRED_FIELD_MISSING,
+            reject=True,
+        )
+    field_sep = sep.decode("ascii", errors="replace")
+    enc = encoding_from_msh2(field_sep, msh2)
+    decoded = charset.decode(framed.body, _msh18(msh, sep, enc), default_charset)
+    notes = list(framed.notes)
+    if decoded.note:
+        notes.append(decoded.note)
+    text = decoded.text
+    if enc.canonical_msh2 != msh2:
+        text = f"MSH{field_sep}{enc.canonical_msh2}{text[4 + len(msh2) :]}"
+    try:
+        tree = hl7.parse(text)
+    except Exception as exc:  # python-hl7 raises bare ParseException/IndexError on junk
+        raise MessageError(
+            f"not parseable as HL7 v2: {exc}",
+            location="MSH",
+            condition=SEGMENT_SEQUENCE,
+            reject=True,
+        ) from None
+    counts: dict[str, int] = {}
+    segments: list[Segment] = []
+    for raw in tree:
+        seg_id = str(raw[0]) if len(raw) else ""
+        counts[seg_id] = counts.get(seg_id, 0) + 1
+        segments.append(Segment(raw, counts[seg_id], enc, decoded.codec))
+    return V2Message(segments, enc, decoded.codec, notes)
