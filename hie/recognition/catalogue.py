@@ -48,6 +48,7 @@ class CatalogueItem:
     minutes_saved: int
     loinc: tuple[str, ...] = ()  # LOINC codes this item matches (the code itself for lab items)
     components: tuple[str, ...] = ()  # required component item codes (panels)
+    optional_components: tuple[str, ...] = ()  # found and covered, not needed for completeness
     specimens: tuple[str, ...] = ()  # accepted SNOMED CT specimen types; empty: not checked
     units: tuple[str, ...] = ()  # accepted UCUM units; empty: not checked (qualitative)
     credential_scope: CredentialScope = "none"
@@ -61,6 +62,16 @@ class CatalogueItem:
     @property
     def is_panel(self) -> bool:
         return self.kind == "lab-panel"
+
+    @property
+    def all_components(self) -> tuple[str, ...]:
+        return self.components + self.optional_components
+
+    def accepts_unit(self, unit: str | None) -> bool:
+        """UCUM unity ``1`` also stands for "no unit" (dimensionless ratios such as INR)."""
+        if unit is None:
+            return "1" in self.units
+        return unit in self.units
 
 
 class Catalogue:
@@ -132,19 +143,22 @@ class Catalogue:
         return None
 
     def panels_with(self, item_code: str) -> tuple[CatalogueItem, ...]:
-        return tuple(i for i in self.items.values() if item_code in i.components)
+        """Panels listing the item as a required or optional component."""
+        return tuple(i for i in self.items.values() if item_code in i.all_components)
 
     def _check(self) -> None:
         for item in self.items.values():
             if item.is_panel and not item.components:
                 raise CatalogueError(f"panel {item.code!r} lists no component")
-            for comp in item.components:
+            if item.optional_components and not item.is_panel:
+                raise CatalogueError(f"{item.code!r} is not a panel but lists components")
+            for comp in item.all_components:
                 part = self.items.get(comp)
                 if part is None:
                     raise CatalogueError(f"{item.code!r}: component {comp!r} is not a concept")
                 if part.is_panel:
                     raise CatalogueError(f"{item.code!r}: component {comp!r} is itself a panel")
-                if _max_days(item.window) > _min_days(part.window):
+                if comp in item.components and _max_days(item.window) > _min_days(part.window):
                     raise CatalogueError(
                         f"panel {item.code!r} ({item.window.text}) would outlive its component "
                         f"{comp!r} ({part.window.text})"
@@ -242,6 +256,7 @@ def _item(concept: Mapping[str, Any], declared: Mapping[str, Any]) -> CatalogueI
         minutes_saved=int(one("minutes-saved")),
         loinc=loinc,
         components=many("component"),
+        optional_components=many("optional-component"),
         specimens=many("specimen"),
         units=many("unit"),
         credential_scope=scope,

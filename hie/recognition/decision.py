@@ -13,6 +13,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
@@ -70,22 +71,29 @@ class Decision:
 
     ``order_ref`` is the order the accepted result replaced (it is then cancelled in the EHR) or,
     for a decline, the order that goes ahead. ``encounter`` lets the ledger count the patient's
-    time saved once per visit. A withdrawn decision stays on record (audit) but no longer counts.
+    time saved once per visit. ``price_rmb`` and ``minutes_saved`` are the catalogue's figures
+    when the decision was taken (the store keeps them so a later price change does not rewrite
+    history); None means "use the catalogue's current figures". A withdrawn decision stays on
+    record (audit) but no longer counts.
     """
 
     id: str
     action: Action
     item_code: str
     hospital_id: str
-    department: str
+    department: str | None
     clinician: str
     at: datetime
     result_ref: str
+    result_version: str | None = None
+    patient_id: str | None = None
     producer_id: str | None = None
     order_ref: str | None = None
     reason: str | None = None
     reason_text: str | None = None
     encounter: str | None = None
+    price_rmb: Decimal | None = None
+    minutes_saved: int | None = None
     withdrawn_at: datetime | None = None
 
     def __post_init__(self) -> None:

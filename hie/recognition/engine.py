@@ -156,7 +156,7 @@ class _Run:
             if item is None:
                 self.literal.add(code)
                 continue
-            linked = [item.code, *item.components]
+            linked = [item.code, *item.all_components]
             linked += [p.code for p in self.catalogue.panels_with(item.code)]
             for code_ in linked:
                 bucket = self.relevant.setdefault(code_, [])
@@ -229,10 +229,10 @@ class _Run:
             elif item.specimens:
                 checks.append(Check("catalogue.specimen", True, r.specimen or "not stated"))
             if item.units and (r.value is not None or r.unit is not None):
-                if r.unit not in item.units:
+                if not item.accepts_unit(r.unit):
                     fail("unit-mismatch", "catalogue.unit", r.unit or "(none)")
                 else:
-                    checks.append(Check("catalogue.unit", True, r.unit))
+                    checks.append(Check("catalogue.unit", True, r.unit or "1"))
             if not own:
                 scope_rule = self._check_scope(item, producer, checks, fail)
                 credential = self._check_credential(r, item, checks, fail)

@@ -36,6 +36,7 @@ from hie.recognition.model import Assessment
 
 Dimension = Literal["hospital", "department", "item", "month"]
 ALL = "*"  # a dimension summed over in a rollup row
+NO_DEPARTMENT = "-"  # lookups and decisions that name no department
 _DIMENSIONS: tuple[Dimension, ...] = ("hospital", "department", "item", "month")
 
 
@@ -44,13 +45,13 @@ class Lookup:
     """One question asked: which items, and which of them had a recognised result to offer."""
 
     hospital_id: str
-    department: str
+    department: str | None
     at: datetime
     requested_items: tuple[str, ...]
     offered_items: tuple[str, ...] = ()
 
 
-def lookup_from(assessment: Assessment, department: str) -> Lookup:
+def lookup_from(assessment: Assessment, department: str | None) -> Lookup:
     """The ledger record of one engine answer (requested codes not on the list are not counted)."""
     requested = tuple(dict.fromkeys(q.item_code for q in assessment.requested if q.item_code))
     offered = tuple(
@@ -129,38 +130,46 @@ def ledger(
         return at.astimezone(zone).strftime("%Y-%m")
 
     for lk in lookups:
+        dept = lk.department or NO_DEPARTMENT
         for code in lk.requested_items:
-            tallies[(lk.hospital_id, lk.department, code, month(lk.at))].lookups += 1
+            tallies[(lk.hospital_id, dept, code, month(lk.at))].lookups += 1
         for code in lk.offered_items:
-            tallies[(lk.hospital_id, lk.department, code, month(lk.at))].offered += 1
+            tallies[(lk.hospital_id, dept, code, month(lk.at))].offered += 1
 
     visits: dict[tuple[str, str], list[Decision]] = defaultdict(list)
     for d in decisions:
         if not d.counts:
             continue
-        key = (d.hospital_id, d.department, d.item_code, month(d.at))
+        key = (d.hospital_id, d.department or NO_DEPARTMENT, d.item_code, month(d.at))
         if d.action == "decline":
             tallies[key].declined[d.reason or "unspecified"] += 1
             continue
         tally = tallies[key]
         tally.accepted += 1
-        accepted_item = catalogue.items.get(d.item_code)
-        tally.rmb += accepted_item.price_rmb if accepted_item else Decimal(0)
+        tally.rmb += _price(d, catalogue)
         visit = (d.hospital_id, d.encounter) if d.encounter else (d.hospital_id, f"#{d.id}")
         visits[visit].append(d)
 
     for group in visits.values():
-
-        def rank(d: Decision) -> tuple[int, str]:
-            found = catalogue.items.get(d.item_code)
-            return (-(found.minutes_saved if found else 0), d.item_code)
-
-        best = min(group, key=rank)
-        best_item = catalogue.items.get(best.item_code)
-        key = (best.hospital_id, best.department, best.item_code, month(best.at))
-        tallies[key].minutes += best_item.minutes_saved if best_item else 0
+        best = min(group, key=lambda d: (-_minutes(d, catalogue), d.item_code, d.id))
+        key = (best.hospital_id, best.department or NO_DEPARTMENT, best.item_code, month(best.at))
+        tallies[key].minutes += _minutes(best, catalogue)
 
     return tuple(_row(k, t) for k, t in sorted(tallies.items()))
+
+
+def _price(d: Decision, catalogue: Catalogue) -> Decimal:
+    if d.price_rmb is not None:
+        return d.price_rmb
+    item = catalogue.items.get(d.item_code)
+    return item.price_rmb if item else Decimal(0)
+
+
+def _minutes(d: Decision, catalogue: Catalogue) -> int:
+    if d.minutes_saved is not None:
+        return d.minutes_saved
+    item = catalogue.items.get(d.item_code)
+    return item.minutes_saved if item else 0
 
 
 def _row(key: Key, t: _Tally) -> LedgerRow:

@@ -44,6 +44,7 @@ def year_credentials(hospital: str, year: int, *, hba1c: bool = True) -> list[La
     out = [
         LabCredential(hospital, f"discipline:{d}", "NCCL-EQA", first, last) for d in _DISCIPLINES
     ]
+    out.append(LabCredential(hospital, "discipline:imaging", "GD-EQA", first, last))
     if hba1c:
         out.append(LabCredential(hospital, "item:4548-4", "NCCL-EQA", first, last))
     return out

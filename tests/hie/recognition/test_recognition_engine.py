@@ -23,7 +23,8 @@ from hie.recognition.explanation import REASONS
 from hie.recognition.model import LabCredential, PendingOrder, PriorResult
 
 URINE, SERUM = "122575003", "119364003"
-CBC = ("6690-2", "789-8", "718-7", "4544-3", "777-3", "787-2", "785-6", "786-4")
+CBC_REQUIRED = ("6690-2", "789-8", "718-7", "4544-3", "777-3", "787-2")
+CBC = (*CBC_REQUIRED, "785-6", "786-4")  # MCH and MCHC are optional components
 
 
 # --- every reason a result is reference-only ------------------------------------------------
@@ -398,6 +399,12 @@ def _cbc(
     return [report, *members]
 
 
+def test_cbc_without_optional_components_is_complete(world: World) -> None:
+    assessment = world.run(_cbc(world, skip=("785-6", "786-4")), ["58410-2", "786-4"])
+    states = {c.requested[1]: c.state for c in assessment.coverage}
+    assert states == {"58410-2": "covered", "786-4": "none"}
+
+
 def test_complete_cbc_covers_the_requested_panel(world: World) -> None:
     assessment = world.run(_cbc(world), ["58410-2"])
     report = next(a for a in assessment.results if a.result.id == "cbc")
@@ -423,7 +430,7 @@ def test_cbc_without_platelets_covers_the_panel_only_partly(world: World) -> Non
     assert report.verdict.covers == () and report.verdict.missing == ("777-3",)
     coverage = assessment.coverage[0]
     assert (coverage.state, coverage.missing) == ("partial", ("777-3",))
-    assert len(coverage.by) == 7
+    assert len(coverage.by) == 5  # the five required components present
 
 
 def test_a_member_that_fails_is_missing_from_the_panel(world: World) -> None:
@@ -447,7 +454,7 @@ def test_basic_metabolic_panel_partly_covered_by_electrolytes(world: World) -> N
     results = [world.result("2823-3"), world.result("2951-2"), world.result("2075-0")]
     coverage = world.run(results, ["51990-0"]).coverage[0]
     assert coverage.state == "partial"
-    assert coverage.missing == ("2345-7", "3094-0", "2160-0", "2028-9", "17861-6")
+    assert coverage.missing == ("2345-7", "3094-0", "2160-0", "17861-6")  # CO2 is optional
 
 
 def test_members_from_another_hospital_do_not_complete_a_panel(world: World) -> None:
@@ -455,7 +462,7 @@ def test_members_from_another_hospital_do_not_complete_a_panel(world: World) -> 
     report = replace(results[0], hospital_id="pkuszh")
     assessment = world.run([report, *results[1:]], ["58410-2"], requester="nsdh")
     verdict = next(a.verdict for a in assessment.results if a.result.id == "cbc")
-    assert verdict.missing == CBC
+    assert verdict.missing == CBC_REQUIRED
 
 
 # --- pending elsewhere ----------------------------------------------------------------------
@@ -568,7 +575,7 @@ def test_imaging_matched_by_modality_site_and_contrast(world: World) -> None:
     v = world.one(_study(world), (CATALOGUE_URL, "CT-chest-plain")).verdict  # type: ignore[arg-type]
     assert v.kind == "recognised" and v.item_code == "CT-chest-plain"
     assert v.expires_at == datetime(2027, 5, 2, tzinfo=SH)  # 6 months: last day 1 May 2027
-    assert any(c.rule == "credential.not-required" for c in v.checks)
+    assert v.credential is not None and v.credential.scope == "discipline:imaging"
 
 
 def test_imaging_with_unstated_contrast_is_not_on_the_list(world: World) -> None:
@@ -672,3 +679,21 @@ def test_evaluate_accepts_a_hospital_mapping(world: World) -> None:
     )
     assert assessment.results[0].verdict.kind == "recognised"
     assert assessment.at - at("2026-11-05T09:00") == timedelta(0)
+
+
+@pytest.mark.parametrize(
+    ("code", "changes", "kind"),
+    [
+        ("6301-6", {"unit": None, "value": Decimal("1.02")}, "recognised"),  # INR: unity, no unit
+        ("6301-6", {"unit": "s"}, "reference-only"),
+        ("2345-7", {"specimen": "SER"}, "recognised"),  # HL7 v2 table 0070 code
+        ("2345-7", {"specimen": "UR"}, "reference-only"),
+        ("2345-7", {"specimen": None}, "recognised"),  # not stated: not checked
+        ("5804-0", {"specimen": "122575003", "value": "2+", "unit": None}, "recognised"),
+    ],
+)
+def test_unit_and_specimen_details(
+    world: World, code: str, changes: dict[str, Any], kind: str
+) -> None:
+    # Asked two days after the test: inside even the 3-day coagulation and urine windows.
+    assert world.one(world.result(code, **changes), when="2026-11-03T09:00").verdict.kind == kind
