@@ -249,7 +249,7 @@ class _Builder:
                     sign = "=" if kind == "fixed" else "matches"
                     texts.append(f"{path} {sign} {rules.brief(value)}")
                 elif dtype == "value" and target in self.bound:
-                    # FHIR R5 §5.1.0.6 spells out what R4 validators already do: a value
+                    # FHIR R5 (discriminator-type 'value') spells out what R4 validators do: a value
                     # discriminator may rest on a required binding
                     expansion = self.bound[target]
                     tests.append((steps, partial(rules.member, expansion)))

@@ -4,7 +4,7 @@ walked once over a resource's plain JSON.
 The tree mirrors the differential's element ids (``Observation.category.coding.code``,
 ``ImagingStudy.identifier:studyInstanceUid.value``); elements the differential does not
 mention are never visited, so a small differential costs little on the ingest hot path.
-Cardinality applies per instance of the parent, as in FHIR (R4 ElementDefinition §2.28.0.2:
+Cardinality applies per instance of the parent, as in FHIR (R4 profiling.html, cardinality:
 a child's min only bites when its parent is present).
 """
 

@@ -21,9 +21,9 @@ _TYPE_NAME = re.compile(r"[A-Z][A-Za-z]+")
 
 def binding(expansion: Expansion, strength: str, declared: str | None, where: str) -> Check:
     """A ``required`` binding is an error when missed; ``extensible`` is a warning (FHIR R4
-    terminologies §4.1.1: another code may be used only when none in the ValueSet fits,
+    terminologies.html#strength: another code may be used only when none in the ValueSet fits,
     which a machine cannot judge). For a CodeableConcept one coding from the ValueSet is
-    enough (R4 §4.1.1.1)."""
+    enough (R4 terminologies.html#codeableconcept)."""
     severity = "error" if strength == "required" else "warning"
     code = "code-invalid"
     vs = f"{strength} ValueSet {expansion.url}"
@@ -135,7 +135,7 @@ def reference(targets: frozenset[str], where: str) -> Check:
             if target is None:
                 report(
                     f"{ref!r} is not a reference of the form Type/id, an absolute URL, "
-                    "urn:uuid: or #contained (FHIR R4 §2.3.0)",
+                    "urn:uuid: or #contained (FHIR R4 references.html)",
                     f"{expr}.reference",
                     run,
                 )

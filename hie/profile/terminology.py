@@ -2,7 +2,7 @@
 
 Required bindings are checked against these expansions and nothing else: hie has no
 terminology server, so a ValueSet that cannot be expanded from the shipped files is a load
-error, never a silent pass. Supported compose forms (FHIR R4 ValueSet §4.9.5):
+error, never a silent pass. Supported compose forms (FHIR R4 valueset.html, compose):
 ``include``/``exclude`` of a whole shipped CodeSystem, of listed ``concept``s (any system,
 shipped or not), or of other ValueSets (``valueSet``, union only). ``filter`` is not
 supported. Concepts marked ``notSelectable`` (abstract grouping codes such as
@@ -131,7 +131,7 @@ class Terminology:
 
 
 def _selectable(concepts: Any, system: str) -> Iterator[str]:
-    """Codes of a (nested) concept list, skipping abstract ones (FHIR R4 CodeSystem §4.8.8)."""
+    """Codes of a nested concept list, without abstract ones (R4 codesystem.html notSelectable)."""
     if not isinstance(concepts, list):
         raise ProfileError(f"CodeSystem {system}: concept must be a list")
     for concept in concepts:

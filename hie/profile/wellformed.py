@@ -1,12 +1,12 @@
 """FHIR JSON rules that hold for every resource, profiled or not, and that fhir.resources
 (8.3, R4B models) lets through.
 
-- No empty arrays, empty objects or ``null`` property values (FHIR R4 JSON representation
-  §2.6.2, and invariant ele-1 "All FHIR elements must have a @value or children"); ``null``
+- No empty arrays, empty objects or ``null`` property values (FHIR R4 JSON representation,
+  json.html, and invariant ele-1 "All FHIR elements must have a @value or children"); ``null``
   is allowed only inside a primitive array that has a parallel ``_name`` array of
   extensions, to keep the two aligned.
 - No empty strings (ele-1 again: ``""`` is an element without a value).
-- Resource ids match ``[A-Za-z0-9\\-\\.]{1,64}`` (FHIR R4 datatypes §2.24.0.1, type ``id``);
+- Resource ids match ``[A-Za-z0-9\\-\\.]{1,64}`` (FHIR R4 datatypes.html, type ``id``);
   fhir.resources checks the characters but not the length.
 
 The walk visits every node once and reports, never raises, whatever the shape.
@@ -20,7 +20,7 @@ from typing import Any
 from hie.outcome import Issue
 
 _ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
-_ELE1 = "(FHIR R4 JSON §2.6.2 and invariant ele-1)"
+_ELE1 = "(FHIR R4 json.html and invariant ele-1)"
 
 
 def check(resource: dict[str, Any], resource_type: str) -> list[Issue]:
@@ -33,31 +33,36 @@ def check(resource: dict[str, Any], resource_type: str) -> list[Issue]:
 
 def _clean(node: Any) -> bool:
     """True when nothing below ``node`` breaks a rule (a conservative pre-check: any doubt,
-    such as any null, sends the resource to the full walk that explains it)."""
-    if isinstance(node, dict):
+    such as any null, sends the resource to the full walk that explains it). Exact type
+    tests: this runs on every node of every resource ingested."""
+    kind = type(node)
+    if kind is dict:
         if not node:
             return False
         if "resourceType" in node and "id" in node:
             rid = node["id"]
-            if not (isinstance(rid, str) and _ID.fullmatch(rid)):
+            if not (type(rid) is str and _ID.fullmatch(rid)):
                 return False
-        for value in node.values():
-            if isinstance(value, (dict, list)):
-                if not _clean(value):
-                    return False
-            elif value is None or value == "":
-                return False
-        return True
-    if isinstance(node, list):
+        values = node.values()
+    elif kind is list:
         if not node:
             return False
-        for item in node:
-            if isinstance(item, (dict, list)):
-                if not _clean(item) or isinstance(item, list):
-                    return False
-            elif item is None or item == "":
+        values = node
+    else:
+        return False  # an unusual container (a dict subclass...): let the full walk judge
+    for value in values:
+        kind = type(value)
+        if kind is dict:
+            if not _clean(value):
                 return False
-        return True
+        elif kind is list:
+            if kind is type(node) or not _clean(value):  # an array in an array is never FHIR
+                return False
+        elif kind is str:
+            if not value:
+                return False
+        elif kind is not int and kind is not float and kind is not bool:
+            return False  # null, or anything unusual: the full walk explains or accepts it
     return True
 
 
