@@ -66,7 +66,8 @@ def demo(
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     if not settings.jwt_secret:
         settings.jwt_secret = secrets.token_hex(32)
-    summary = load_demo(settings)
+    summary, _ = load_demo(settings, Path(f"{database}.fixtures"))
+    settings.config_file = Path(f"{database}.fixtures") / "hospitals.toml"
     token = mint(settings.jwt_secret, "demo", scopes=ALL_SCOPES, lifetime_s=24 * 3600)
     console.print(summary)
     console.print(f"\n[bold]hie demo[/bold] at http://{host}:{port}/fhir  (database {database})")

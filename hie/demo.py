@@ -1,29 +1,42 @@
-"""``hie demo``: the demo hospitals in fixtures/ loaded through the real adapters."""
+"""``hie demo``: the demo hospitals in fixtures/ loaded through the real adapters.
+
+Drop-folder adapters move what they have read to ``done/``; the demo therefore works on a
+copy of ``fixtures/`` next to its database, so the repository's fixtures never change.
+"""
 
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 from hie.exchange import Exchange
-from hie.hospitals import load_hospitals
+from hie.feeds import run_all_once
+from hie.hospitals import HospitalsConfig, load_hospitals
 from hie.organizations import sync_hospitals
 from hie.services import build_exchange
 from hie.settings import Settings
 
 
-def demo_config(settings: Settings) -> Path:
-    return settings.config_file or settings.fixtures_dir / "hospitals.toml"
+def stage_fixtures(fixtures: Path, work: Path) -> Path:
+    """A fresh copy of the fixtures to read from; returns the copied hospitals file."""
+    if work.exists():
+        shutil.rmtree(work)
+    shutil.copytree(fixtures, work, ignore=shutil.ignore_patterns("done", "__pycache__"))
+    return work / "hospitals.toml"
 
 
-def load_demo(settings: Settings, exchange: Exchange | None = None) -> str:
-    """Load every enabled demo feed once; returns a summary for the console."""
+def load_demo(
+    settings: Settings, work: Path, exchange: Exchange | None = None
+) -> tuple[str, HospitalsConfig]:
+    """Load every enabled demo feed once; returns a console summary and the config used."""
+    own = exchange is None
     exchange = exchange or build_exchange(settings)
-    config = load_hospitals(demo_config(settings), os.environ)
+    config_file = stage_fixtures(settings.fixtures_dir, work)
+    config = load_hospitals(config_file, os.environ)
+    exchange.hospitals = config
     lines = [f"hospitals: {sync_hospitals(exchange.store, config)} registered"]
-    from hie.feeds import run_all_once
-
-    for line in run_all_once(exchange, config, demo=True):
-        lines.append(line)
-    exchange.store.engine.dispose()
-    return "\n".join(lines)
+    lines += list(run_all_once(exchange, config, demo=True))
+    if own:
+        exchange.store.engine.dispose()
+    return "\n".join(lines), config

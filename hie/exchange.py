@@ -16,6 +16,7 @@ from sqlalchemy import Connection
 from hie.audit import Auditor
 from hie.auth import Principal
 from hie.bundle import searchset
+from hie.hospitals import HospitalsConfig
 from hie.index.patients import PatientRegistry
 from hie.index.search import INCLUDES, Query, Searcher, encode_page
 from hie.index.store import Current, Store
@@ -46,6 +47,7 @@ class Exchange:
         self.ingestor = ingestor
         self.searcher = searcher
         self.auditor = auditor
+        self.hospitals: HospitalsConfig | None = None
 
     @property
     def base(self) -> str:

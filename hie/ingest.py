@@ -148,7 +148,9 @@ class Ingestor:
         with self.store.write() as conn:
             for unit, issues in checked:
                 if not issues:
-                    outcome = self._apply_with_retry(conn, unit, batch.hospital_id or None, now)
+                    outcome = self._apply_with_retry(
+                        conn, unit, batch.hospital_id or None, batch.adapter, now
+                    )
                 else:
                     outcome = ItemOutcome(unit.key, "rejected", issues=issues)
                 if not outcome.ok and keep_dead_letters:
@@ -193,12 +195,12 @@ class Ingestor:
 
     # -- writing ------------------------------------------------------------------------
     def _apply_with_retry(
-        self, conn: Connection, unit: Unit, hospital_id: str | None, now: Any
+        self, conn: Connection, unit: Unit, hospital_id: str | None, adapter: str, now: Any
     ) -> ItemOutcome:
         for attempt in (1, 2):
             try:
                 with conn.begin_nested():
-                    return self._apply(conn, unit, hospital_id, now)
+                    return self._apply(conn, unit, hospital_id, adapter, now)
             except FhirError as exc:
                 return ItemOutcome(unit.key, "rejected", issues=exc.issues)
             except IntegrityError:
@@ -211,7 +213,7 @@ class Ingestor:
         raise AssertionError("unreachable")
 
     def _apply(
-        self, conn: Connection, unit: Unit, hospital_id: str | None, now: Any
+        self, conn: Connection, unit: Unit, hospital_id: str | None, adapter: str, now: Any
     ) -> ItemOutcome:
         entries = [(e.full_url, dict(e.resource)) for e in unit.entries]
         # 1. Give every entry its id: the stored one for a known source identifier.
@@ -220,6 +222,10 @@ class Ingestor:
         for full_url, res in entries:
             rtype = res["resourceType"]
             source = source_identifier(res, hospital_id)
+            if source and rtype == "Patient":
+                # Each of a hospital's systems (LIS, PACS, HTTP client) keeps its own record of
+                # the patient as it sent it; all of them link to the same exchange patient.
+                source = f"{adapter}!{source}"
             prev = self.store.by_source(conn, rtype, hospital_id, source) if source else None
             explicit = self._target_id(conn, full_url, res, None)
             if prev is not None and explicit and explicit != prev.id:

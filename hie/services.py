@@ -34,4 +34,13 @@ def build_exchange(settings: Settings, *, run_migrations: bool = True) -> Exchan
         default_count=settings.default_count,
         max_count=settings.max_count,
     )
-    return Exchange(settings, store, registry, ingestor, searcher, Auditor(store))
+    exchange = Exchange(settings, store, registry, ingestor, searcher, Auditor(store))
+    if settings.config_file is not None:
+        import os
+
+        from hie.hospitals import load_hospitals
+        from hie.organizations import sync_hospitals
+
+        exchange.hospitals = load_hospitals(settings.config_file, os.environ)
+        sync_hospitals(store, exchange.hospitals)
+    return exchange
