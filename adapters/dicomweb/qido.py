@@ -195,6 +195,27 @@ class QidoClient:
             f"/studies/{study_uid}/series", [("includefield", ",".join(SERIES_FIELDS))]
         )
 
+    def instance_metadata(self, study_uid: str) -> JSON | None:
+        """All attributes of one instance of the study (QIDO for it, then WADO-RS metadata).
+
+        Two requests; used only when the study-level answer left out sequences the mapping
+        reads (Orthanc's QIDO-RS never returns sequences). None when the study has no
+        instance any more.
+        """
+        if not _UID.match(study_uid):
+            raise ValueError(f"{study_uid!r} is not a UID; it cannot go into a QIDO path")
+        found = self._get(f"/studies/{study_uid}/instances", [("limit", "1")])
+        if not found:
+            return None
+        series_uid = dj.text(found[0], dj.SERIES_INSTANCE_UID) or ""
+        sop_uid = dj.text(found[0], dj.SOP_INSTANCE_UID) or ""
+        if not (_UID.match(series_uid) and _UID.match(sop_uid)):
+            return None
+        # PS3.18 §10.4.1.1.2: .../series/{series}/instances/{instance}/metadata
+        path = f"/studies/{study_uid}/series/{series_uid}/instances/{sop_uid}/metadata"
+        metadata = self._get(path, [])
+        return metadata[0] if metadata else None
+
     # -- transport -------------------------------------------------------------------------
     def _backoff(self, attempt: int) -> float:
         ceiling = min(self.retry.backoff_max, self.retry.backoff_base * 2 ** (attempt - 1))
@@ -203,7 +224,7 @@ class QidoClient:
     def _get(self, path: str, query: list[tuple[str, str]]) -> list[JSON] | None:
         if not _SAFE_VALUE.match(path.replace("/", "")):
             raise ValueError(f"QIDO path {path!r} would need percent-encoding")
-        url = httpx.URL(self.base_url + path, query=_query(query))
+        url = httpx.URL(self.base_url + path, query=_query(query) if query else None)
         failure = ""
         for attempt in range(1, self.retry.attempts + 1):
             delay: float | None

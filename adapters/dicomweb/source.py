@@ -14,7 +14,10 @@ final window is open-ended (``StudyDate=YYYYMMDD-``), which also catches studies
 future by a wrong modality clock; its cursor is today, never later.
 
 QIDO-RS returns series only per study, so each study costs one more request; that is the
-protocol's shape (PS3.18 §10.6.1), not a per-patient fan-out.
+protocol's shape (PS3.18 §10.6.1), not a per-patient fan-out. A server that leaves sequences
+out of its QIDO answers (Orthanc does, whatever ``includefield`` asks) costs two more: one
+instance's WADO-RS metadata supplies OtherPatientIDsSequence and the procedure codes, so a
+study reads the same through DICOMweb as through the folder adapter.
 """
 
 from __future__ import annotations
@@ -38,6 +41,11 @@ from .qido import DateRange, QidoClient, RetryPolicy
 log = logging.getLogger(__name__)
 
 SHANGHAI = timezone(timedelta(hours=8))
+SEQUENCE_TAGS = (
+    dj.OTHER_PATIENT_IDS_SEQUENCE,
+    dj.REQUESTED_PROCEDURE_CODE_SEQUENCE,
+    dj.PROCEDURE_CODE_SEQUENCE,
+)
 
 
 def today_in_shanghai() -> date:
@@ -65,6 +73,10 @@ class DicomWebSource:
     issuer_systems: Mapping[str, str] = field(default_factory=dict)
     default_offset: str = SHANGHAI_OFFSET
     cursor_name: str = "qido:StudyDate"
+    # Fetch one instance's WADO-RS metadata when the QIDO answer leaves out the sequences the
+    # mapping reads (OtherPatientIDsSequence carries resident ID numbers; Orthanc's QIDO-RS
+    # never returns sequences). Two more requests per such study.
+    metadata_fallback: bool = True
 
     @property
     def pacs(self) -> Pacs:
@@ -118,6 +130,14 @@ class DicomWebSource:
                 dead.append(outcome)
         return Batch(self.hospital_id, self.name, units, dead, cursor)
 
+    def _with_instance_attributes(self, uid: str, study: dj.JSON) -> dj.JSON:
+        """The study answer with study-level attributes it lacked, from one instance."""
+        try:
+            metadata = self.qido.instance_metadata(uid)
+        except ValueError:
+            return study
+        return study if metadata is None else _fill_from(study, metadata)
+
     def _study(self, study: dj.JSON, pacs: Pacs) -> Unit | DeadLetter | None:
         uid = dj.text(study, dj.STUDY_INSTANCE_UID)
         series: list[dj.JSON] = []
@@ -130,6 +150,8 @@ class DicomWebSource:
                 log.info("%s: study %s vanished between searches", self.hospital_id, uid)
                 return None
             series = found
+            if self.metadata_fallback and any(tag not in study for tag in SEQUENCE_TAGS):
+                study = self._with_instance_attributes(uid, study)
         try:
             return study_unit(study, series, pacs)
         except BadMessage as exc:
@@ -140,6 +162,14 @@ class DicomWebSource:
                 content_type=PAYLOAD_CONTENT_TYPE,
                 location=exc.location,
             )
+
+
+def _fill_from(study: dj.JSON, metadata: dj.JSON) -> dj.JSON:
+    filled = dict(study)
+    for tag in dj.STUDY_TAGS:
+        if tag not in filled and tag in metadata:
+            filled[tag] = metadata[tag]
+    return filled
 
 
 def dicomweb_source(

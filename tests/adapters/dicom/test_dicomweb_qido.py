@@ -46,6 +46,21 @@ def series_of(uid: str) -> list[JSON]:
     ]
 
 
+INSTANCE_METADATA: JSON = {
+    dj.PATIENT_ID: {"vr": "LO", "Value": ["P1"]},
+    dj.OTHER_PATIENT_IDS_SEQUENCE: {
+        "vr": "SQ",
+        "Value": [
+            {
+                dj.PATIENT_ID: {"vr": "LO", "Value": ["440305198003151231"]},
+                dj.ISSUER_OF_PATIENT_ID: {"vr": "LO", "Value": ["CN-RESIDENT-ID"]},
+            }
+        ],
+    },
+    dj.STUDY_DESCRIPTION: {"vr": "LO", "Value": ["from the instance"]},
+}
+
+
 class FakePacs:
     """A QIDO-RS server over a list of studies; ``script`` can replace answers per request."""
 
@@ -72,9 +87,18 @@ class FakePacs:
             ]
             offset, limit = int(query.get("offset", 0)), int(query.get("limit", 1000))
             return httpx.Response(200, json=found[offset : offset + limit])
-        uid = path.split("/")[2]
+        parts = path.split("/")  # ["", "studies", uid, "series" | "instances", ...]
+        uid = parts[2]
         if not any(dj.text(s, dj.STUDY_INSTANCE_UID) == uid for s in self.studies):
             return httpx.Response(404)
+        if parts[3] == "instances":
+            instance = {
+                dj.SERIES_INSTANCE_UID: {"vr": "UI", "Value": [f"{uid}.1"]},
+                dj.SOP_INSTANCE_UID: {"vr": "UI", "Value": [f"{uid}.1.1"]},
+            }
+            return httpx.Response(200, json=[instance])
+        if path.endswith("/metadata"):
+            return httpx.Response(200, json=[INSTANCE_METADATA])
         return httpx.Response(200, json=series_of(uid))
 
     def study_queries(self) -> list[dict[str, str]]:
@@ -109,6 +133,7 @@ def web_source(pacs: FakePacs, **kwargs: Any) -> DicomWebSource:
         "start_date": date(2026, 9, 1),
         "page_size": 2,
         "window_days": 30,
+        "metadata_fallback": False,
     }
     options.update(kwargs)
     return DicomWebSource("szph", client_for(pacs), **options)
@@ -338,3 +363,33 @@ def test_wado_base_defaults_to_the_qido_base(sink: RecordingSink) -> None:
         e.resource for e in sink.units[0].entries if e.resource["resourceType"] == "Endpoint"
     )
     assert endpoint["address"] == BASE
+
+
+def test_metadata_fallback_fills_sequences_qido_left_out(sink: RecordingSink) -> None:
+    pacs = FakePacs([study("1.2.1", "20261130")])
+    web_source(pacs, start_date=date(2026, 11, 30), metadata_fallback=True).run(sink)
+    paths = [r.url.path.removeprefix("/dicom-web") for r in pacs.requests]
+    assert paths == [
+        "/studies",
+        "/studies/1.2.1/series",
+        "/studies/1.2.1/instances",
+        "/studies/1.2.1/series/1.2.1.1/instances/1.2.1.1.1/metadata",
+    ]
+    unit = sink.units[0]
+    patient = next(e.resource for e in unit.entries if e.resource["resourceType"] == "Patient")
+    assert ("https://hie.example.org/sid/cn-resident-id", "440305198003151231") in {
+        (i["system"], i["value"]) for i in patient["identifier"]
+    }
+    imaging = next(e.resource for e in unit.entries if e.resource["resourceType"] == "ImagingStudy")
+    assert imaging["description"] == "from the instance"  # absent from the QIDO answer
+    assert json.loads(unit.raw)["study"][dj.OTHER_PATIENT_IDS_SEQUENCE]  # replayable as is
+
+
+def test_no_fallback_when_the_server_answered_the_sequences(sink: RecordingSink) -> None:
+    answered = study("1.2.1", "20261130")
+    for tag in (dj.OTHER_PATIENT_IDS_SEQUENCE, dj.REQUESTED_PROCEDURE_CODE_SEQUENCE):
+        answered[tag] = {"vr": "SQ"}
+    answered[dj.PROCEDURE_CODE_SEQUENCE] = {"vr": "SQ"}
+    pacs = FakePacs([answered])
+    web_source(pacs, start_date=date(2026, 11, 30), metadata_fallback=True).run(sink)
+    assert len(pacs.requests) == 2  # studies + series only
