@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from typing import Any, Protocol
 
-from adapters.hl7v2.message import Coded
+from adapters.hl7v2.message import TABLE_VALUE_NOT_FOUND, Coded, MessageError
 from adapters.hl7v2.timestamp import SHANGHAI
 from hie import naming
 
@@ -71,6 +71,26 @@ def system_uri(v2_system: str, hospital_id: str) -> str:
     return naming.local_codes(hospital_id)
 
 
+_LOINC = re.compile(r"(L[AP])?(\d{1,7})-(\d)$")
+
+
+def is_loinc(code: str) -> bool:
+    """A LOINC code's shape and check digit (LOINC Users' Guide: mod 10, the Luhn algorithm).
+
+    Answer (``LA``) and part (``LP``) codes are checked for shape only.
+    """
+    m = _LOINC.match(code)
+    if not m:
+        return False
+    if m.group(1):
+        return True
+    total = 0
+    for i, ch in enumerate(reversed(m.group(2))):
+        d = int(ch) * (2 if i % 2 == 0 else 1)
+        total += d // 10 + d % 10
+    return (10 - total % 10) % 10 == int(m.group(3))
+
+
 def _coding(system: str, code: str, display: str) -> JSON:
     c: JSON = {"system": system, "code": code}
     if display:
@@ -78,8 +98,14 @@ def _coding(system: str, code: str, display: str) -> JSON:
     return c
 
 
-def concept(value: Coded, ctx: Context, *, map_local: bool = False) -> JSON | None:
-    """A CodeableConcept from a CE/CWE; with ``map_local`` a local code gains its LOINC coding."""
+def concept(
+    value: Coded, ctx: Context, *, map_local: bool = False, location: str | None = None
+) -> JSON | None:
+    """A CodeableConcept from a CE/CWE; with ``map_local`` a local code gains its LOINC coding.
+
+    A code the sender labels LOINC (``LN``) that is not one raises MessageError at ``location``:
+    indexing it as LOINC would file the result under the wrong test.
+    """
     loinc: list[JSON] = []
     others: list[JSON] = []
     local: JSON | None = None
@@ -95,6 +121,12 @@ def concept(value: Coded, ctx: Context, *, map_local: bool = False) -> JSON | No
         if coding in loinc or coding in others:
             continue
         if uri == naming.LOINC:
+            if not is_loinc(code):
+                raise MessageError(
+                    f"{code!r} is labelled LOINC but is not a LOINC code (nnnnn-n, check digit)",
+                    location=location,
+                    condition=TABLE_VALUE_NOT_FOUND,
+                )
             loinc.append(coding)
         else:
             others.append(coding)

@@ -187,7 +187,7 @@ def _value(obx: Segment, ctx: Context, out: JSON) -> None:
     elif kind == "SN":
         _structured_numeric(obx, unit, where, out)
     elif kind in ("CE", "CWE", "CNE", "CF"):
-        cc = concept(obx.coded(5), ctx)
+        cc = concept(obx.coded(5), ctx, location=obx.loc(5))
         if cc:
             out["valueCodeableConcept"] = cc
     elif kind in ("DT", "TS", "DTM"):
@@ -258,8 +258,14 @@ def _reference_range(obx: Segment, unit: Coded) -> JSON | None:
     return {"text": text}
 
 
-def interpretation(obx: Segment) -> list[JSON]:
+def interpretation(obx: Segment) -> tuple[list[JSON], list[str]]:
+    """OBX-8 flags as v3 ObservationInterpretation codes, and the flags that are not codes.
+
+    The FHIR binding is required, so a flag outside table 0078 (and the Chinese spellings
+    mapped onto it) cannot be an interpretation; it is kept as a note instead.
+    """
     out: list[JSON] = []
+    unknown: list[str] = []
     for rep in range(1, len(obx.reps(8)) + 1):
         flag = obx.get(8, 1, rep=rep)
         if not flag:
@@ -273,8 +279,8 @@ def interpretation(obx: Segment) -> list[JSON]:
                 cc["text"] = flag
             out.append(cc)
         else:
-            out.append({"text": flag})
-    return out
+            unknown.append(flag)
+    return out, unknown
 
 
 def status(obx: Segment, order: Order) -> str:
@@ -307,7 +313,7 @@ def identifier_value(obx: Segment, order: Order) -> str:
 def observation(obx: Segment, ctx: Context, order: Order, notes: list[str]) -> JSON:
     """One OBX as an Observation (``notes``: NTE comments that followed it)."""
     ident = identifier_value(obx, order)
-    code = concept(obx.coded(3), ctx, map_local=True)
+    code = concept(obx.coded(3), ctx, map_local=True, location=obx.loc(3))
     assert code is not None  # identifier_value guarantees a code
     obs: JSON = {
         "resourceType": "Observation",
@@ -329,9 +335,11 @@ def observation(obx: Segment, ctx: Context, order: Order, notes: list[str]) -> J
     _value(obx, ctx, obs)
     if "dataAbsentReason" not in obs and not any(k.startswith("value") for k in obs):
         obs["dataAbsentReason"] = _absent(_ABSENT_BY_STATUS.get(obs["status"], "unknown"))
-    flags = interpretation(obx)
+    flags, unknown = interpretation(obx)
     if flags:
         obs["interpretation"] = flags
+    for flag in unknown:
+        notes = [*notes, f"abnormal flag {flag!r} (OBX-8) is not in HL7 table 0078"]
     if notes:
         obs.setdefault("note", []).extend({"text": n} for n in notes)
     if order.specimen_ref:

@@ -301,7 +301,7 @@ def _report(group: _Group, ctx: Context, urn: Any, seen: dict[str, int]) -> list
     n = obr.occurrence
     filler = _filler(group)
     patient_ref = urn(group.patient_ref)
-    code = concept(obr.coded(4), ctx, map_local=True)
+    code = concept(obr.coded(4), ctx, map_local=True, location=obr.loc(4))
     if code is None:
         raise MessageError(
             "OBR-4 (universal service identifier) is empty: the report has no test code",
