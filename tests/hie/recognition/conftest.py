@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from recognition_world import PROFILES, World  # type: ignore[import-not-found]
+from recognition_world import PROFILES, World
 
 from hie.recognition.catalogue import Catalogue
 from hie.recognition.model import RecognitionPolicy

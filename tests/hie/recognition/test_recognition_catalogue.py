@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from fhir.resources.R4B import get_fhir_model_class
-from recognition_world import PROFILES  # type: ignore[import-not-found]
+from recognition_world import PROFILES
 
 from hie.naming import LOINC
 from hie.recognition.catalogue import Catalogue, CatalogueError

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from recognition_world import PROFILES, SH, World, at, loinc  # type: ignore[import-not-found]
+from recognition_world import PROFILES, SH, World, at, loinc
 
 from hie.outcome import Invalid
 from hie.recognition.catalogue import CATALOGUE_URL, Catalogue, CatalogueError
@@ -195,7 +195,8 @@ def test_recognised_verdict_carries_card_facts(world: World) -> None:
     v = world.one(world.result("2823-3", hospital_id="szph")).verdict
     assert v.expires_at == datetime(2026, 11, 9, tzinfo=SH)
     assert (v.producer_id, v.producer_name_zh) == ("szph", "深圳市人民医院")
-    assert (v.item_code, v.item_display_zh, v.item_display_en[:9]) == ("2823-3", "钾", "Potassium")
+    assert (v.item_code, v.item_display_zh) == ("2823-3", "钾")
+    assert (v.item_display_en or "").startswith("Potassium")
     assert v.credential == LabCredential(
         "szph", "discipline:chemistry", "NCCL-EQA", date(2026, 1, 1), date(2026, 12, 31)
     )

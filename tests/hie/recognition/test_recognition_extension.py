@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from fhir.resources.R4B.bundle import Bundle
-from recognition_world import PROFILES, World, at  # type: ignore[import-not-found]
+from recognition_world import PROFILES, World, at
 
 from hie.recognition.extension import EXTENSION_URL, pending_extension, verdict_extension
 from hie.recognition.model import PendingOrder
@@ -125,6 +125,12 @@ def test_searchset_bundle_with_verdicts_is_valid_r4(world: World) -> None:
         ],
     }
     parsed = Bundle.model_validate(bundle)
+    assert parsed.entry and parsed.entry[0].extension
     entry_extension = parsed.entry[0].extension[0]
     assert entry_extension.url == EXTENSION_URL
-    assert {e.url for e in entry_extension.extension} >= {"verdict", "rule", "expires", "mark"}
+    assert {e.url for e in entry_extension.extension or []} >= {
+        "verdict",
+        "rule",
+        "expires",
+        "mark",
+    }

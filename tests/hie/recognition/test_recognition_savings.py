@@ -9,7 +9,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from recognition_world import PROFILES, World, at  # type: ignore[import-not-found]
+from recognition_world import PROFILES, World, at
 
 from hie.outcome import Invalid
 from hie.recognition.catalogue import Catalogue

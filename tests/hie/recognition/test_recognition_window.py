@@ -13,8 +13,10 @@ from hie.recognition.window import ValidityWindow
 SH = ZoneInfo("Asia/Shanghai")
 
 
-def sh(*args: int) -> datetime:
-    return datetime(*args, tzinfo=SH)  # type: ignore[misc]
+def sh(
+    year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: int = 0
+) -> datetime:
+    return datetime(year, month, day, hour, minute, second, tzinfo=SH)
 
 
 @pytest.mark.parametrize(
