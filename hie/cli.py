@@ -5,7 +5,7 @@ from __future__ import annotations
 import secrets
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -25,12 +25,30 @@ def _settings(**overrides: object) -> Settings:
 
 
 def _run(settings: Settings, host: str, port: int) -> None:
+    """Serve HTTP, with the configured MLLP listeners beside it, until stopped."""
     import uvicorn
 
     from hie.api.app import create_app
+    from hie.services import build_exchange
 
-    application = create_app(settings)
-    uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+    exchange = build_exchange(settings)
+    listeners = []
+    if exchange.hospitals is not None:
+        from hie.listeners import start_mllp
+
+        try:
+            listeners = start_mllp(exchange, exchange.hospitals)
+        except OSError as exc:
+            console.print(f"[red]MLLP listener could not start:[/red] {exc}")
+            raise typer.Exit(2) from None
+        for running in listeners:
+            console.print(f"MLLP listening on port {running.port}")
+    application = create_app(settings, exchange)
+    try:
+        uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
+    finally:
+        for running in listeners:
+            running.stop()
 
 
 @app.command()
@@ -113,6 +131,146 @@ def migrate() -> None:
     before = m.current(engine)
     m.upgrade(engine)
     console.print(f"schema {before or 'empty'} → {m.current(engine)}")
+
+
+def _exchange_and_config(config: Path | None) -> tuple[Any, Any]:
+    import os
+
+    from hie.hospitals import ConfigError, load_hospitals
+    from hie.services import build_exchange
+
+    settings = _settings()
+    path = config or settings.config_file
+    if path is None:
+        console.print("[red]Name the hospitals file with --config or HIE_CONFIG_FILE.[/red]")
+        raise typer.Exit(2)
+    try:
+        hospitals = load_hospitals(path, os.environ)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+    settings.config_file = path
+    exchange = build_exchange(settings)
+    return exchange, hospitals
+
+
+ConfigOpt = Annotated[Path | None, typer.Option(help="Hospitals configuration (TOML)")]
+
+
+@app.command()
+def sync(
+    hospital: Annotated[str, typer.Argument(help="Hospital id from the configuration")],
+    adapter: Annotated[str | None, typer.Option(help="Only this adapter")] = None,
+    config: ConfigOpt = None,
+) -> None:
+    """Run one pull of a hospital's feeds now, with progress and a summary."""
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from hie.feeds import summary, sync_adapter
+
+    exchange, hospitals = _exchange_and_config(config)
+    try:
+        h = hospitals.hospital(hospital)
+        chosen = (
+            [h.adapter(adapter)] if adapter else [a for a in h.adapters if a.is_pull and a.enabled]
+        )
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(2) from None
+    failed = False
+    for a in chosen:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
+            task = bar.add_task(f"{h.id}/{a.name}: starting")
+
+            def show(r: Any, task: Any = task, bar: Any = bar) -> None:
+                bar.update(task, description=f"{r.hospital_id}/{r.adapter}: {r.received} received")
+
+            result = sync_adapter(exchange, hospitals, h, a, progress=show)
+        print(summary(result))
+        failed = failed or result.error is not None
+    raise typer.Exit(1 if failed else 0)
+
+
+@app.command(name="import")
+def import_(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="HL7 v2 file")],
+    hospital: Annotated[str, typer.Option(help="Hospital the file comes from")],
+    config: ConfigOpt = None,
+) -> None:
+    """Ingest one HL7 v2 file (one or many ORU^R01 messages) for a hospital, once."""
+    from adapters.hl7v2.drop_folder import import_file
+    from hie.terminology import Terminology
+
+    exchange, hospitals = _exchange_and_config(config)
+    try:
+        hospitals.hospital(hospital)
+    except KeyError as exc:
+        console.print(f"[red]{exc.args[0]}[/red]")
+        raise typer.Exit(2) from None
+    terminology = Terminology.load(exchange.settings.profiles_dir)
+    batch = import_file(file, hospital, terminology=terminology)
+    result = exchange.ingestor.ingest(batch)
+    print(
+        f"{file.name}: received {result.received}, indexed {result.created}, "
+        f"unchanged {result.unchanged}, new versions {result.updated}, rejected {result.rejected}"
+    )
+    raise typer.Exit(1 if result.rejected else 0)
+
+
+dead_app = typer.Typer(help="Payloads an adapter or ingest could not use.", no_args_is_help=True)
+app.add_typer(dead_app, name="dead-letters")
+
+
+@dead_app.command("list")
+def dead_list(
+    hospital: Annotated[str | None, typer.Option()] = None,
+    status: Annotated[str, typer.Option(help="new | retried | resolved | all")] = "new",
+) -> None:
+    """Dead letters, newest first."""
+    from rich.table import Table
+
+    from hie.dead_letters import DeadLetters
+    from hie.services import build_exchange
+
+    letters = DeadLetters(build_exchange(_settings()))
+    table = Table("id", "received", "hospital/adapter", "key", "status", "reason")
+    for d in letters.list(hospital=hospital, status=None if status == "all" else status):
+        table.add_row(
+            str(d.id),
+            f"{d.received:%Y-%m-%d %H:%M}",
+            f"{d.hospital_id}/{d.adapter}",
+            d.key[:40],
+            d.status,
+            d.reason[:80],
+        )
+    Console().print(table)
+
+
+@dead_app.command("show")
+def dead_show(letter_id: int) -> None:
+    """One dead letter: where it came from, why, and its raw payload."""
+    from hie.dead_letters import DeadLetters
+    from hie.services import build_exchange
+
+    d = DeadLetters(build_exchange(_settings())).get(letter_id)
+    print(f"id: {d.id}\nhospital: {d.hospital_id}\nadapter: {d.adapter}\nkey: {d.key}")
+    print(f"received: {d.received}\nstatus: {d.status} (attempts {d.attempts})")
+    print(f"reason: {d.reason}\nlocation: {d.location or '-'}\n--- raw ({len(d.raw)} bytes)")
+    sys.stdout.write(d.raw.decode("utf-8", "replace").replace("\r", "\n") + "\n")
+
+
+@dead_app.command("retry")
+def dead_retry(
+    letter_id: Annotated[int, typer.Argument(help="Dead letter id")],
+    config: ConfigOpt = None,
+) -> None:
+    """Send a dead letter's raw payload through its adapter's mapping and ingest again."""
+    from hie.dead_letters import DeadLetters
+
+    exchange, _ = _exchange_and_config(config)
+    outcome = DeadLetters(exchange).retry(letter_id)
+    print(outcome)
+    raise typer.Exit(0 if outcome.startswith("landed") else 1)
 
 
 def main() -> None:  # pragma: no cover

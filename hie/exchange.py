@@ -114,7 +114,9 @@ class Exchange:
         url = f"{self.base}/{path or rtype}"
         next_url = None
         if has_next and rows and sort_value is not None:
-            next_url = f"{url}?" + urlencode([*self_params, ("_page", encode_page(sort_value(rows[-1])))])
+            next_url = f"{url}?" + urlencode(
+                [*self_params, ("_page", encode_page(sort_value(rows[-1])))]
+            )
         outcome = None
         if q.ignored:
             outcome = operation_outcome(

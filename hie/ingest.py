@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 from sqlalchemy import Connection, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
@@ -104,6 +105,20 @@ def source_identifier(resource: JSON, hospital_id: str | None) -> str | None:
     return f"{idents[0]['system']}|{idents[0]['value']}" if idents else None
 
 
+_UNION = ("identifier", "name", "telecom", "address")
+
+
+def merge_patient(stored: JSON, incoming: JSON) -> JSON:
+    """``incoming`` over ``stored``: list elements are unioned, anything else is replaced."""
+    merged = {k: v for k, v in stored.items() if k not in ("id", "meta")}
+    for key, value in incoming.items():
+        if key in _UNION and isinstance(value, list) and isinstance(merged.get(key), list):
+            merged[key] = merged[key] + [v for v in value if v not in merged[key]]
+        elif key not in ("id", "meta"):
+            merged[key] = value
+    return merged
+
+
 def _walk_refs(node: Any) -> Iterator[JSON]:
     stack = [node]
     while stack:
@@ -185,7 +200,10 @@ class Ingestor:
                 issues.extend(found)
                 if found:
                     continue
-            for check in [*([self.profile_check] if self.profile_check else []), *self.extra_checks]:
+            for check in [
+                *([self.profile_check] if self.profile_check else []),
+                *self.extra_checks,
+            ]:
                 for issue in check(res):
                     if many and issue.expression and rtype:
                         expr = path + issue.expression.removeprefix(rtype)
@@ -222,10 +240,6 @@ class Ingestor:
         for full_url, res in entries:
             rtype = res["resourceType"]
             source = source_identifier(res, hospital_id)
-            if source and rtype == "Patient":
-                # Each of a hospital's systems (LIS, PACS, HTTP client) keeps its own record of
-                # the patient as it sent it; all of them link to the same exchange patient.
-                source = f"{adapter}!{source}"
             prev = self.store.by_source(conn, rtype, hospital_id, source) if source else None
             explicit = self._target_id(conn, full_url, res, None)
             if prev is not None and explicit and explicit != prev.id:
@@ -242,6 +256,10 @@ class Ingestor:
                         expression=f"{rtype}.id",
                     )
             rid = rid or uuid.uuid4().hex
+            if rtype == "Patient" and prev is not None and not explicit:
+                # A hospital's LIS, PACS and HTTP clients each know part of the patient:
+                # an upsert by MRN adds what is new instead of dropping what others sent.
+                res = merge_patient(orjson.loads(prev.body), res)
             if full_url:
                 local[full_url] = f"{rtype}/{rid}"
             plan.append((res, rid, prev, source))
@@ -261,7 +279,9 @@ class Ingestor:
                 record_id = rid
             else:
                 patient_id, record_id = self._patient_of(conn, res, patients)
-            written = self._upsert(conn, res, rid, prev, source, hospital_id, patient_id, record_id, now)
+            written = self._upsert(
+                conn, res, rid, prev, source, hospital_id, patient_id, record_id, now
+            )
             if rtype == "Patient":
                 patients[f"Patient/{rid}"] = self.registry.link_record(
                     conn, rid, res, hospital_id, now
@@ -269,9 +289,7 @@ class Ingestor:
                 self._set_patient(conn, "Patient", rid, patients[f"Patient/{rid}"])
             outcome.written.append(written)
         statuses = {w.status for w in outcome.written}
-        outcome.status = next(
-            (s for s in ("created", "updated") if s in statuses), "unchanged"
-        )
+        outcome.status = next((s for s in ("created", "updated") if s in statuses), "unchanged")
         return outcome
 
     def _target_id(
@@ -308,7 +326,7 @@ class Ingestor:
                 f"{rtype}.subject refers to {ref!r}, which is not a patient this exchange knows; "
                 "send the Patient in the same Bundle or refer to it by identifier",
                 expression=f"{rtype}.subject",
-                )
+            )
         ident = subject.get("identifier")
         if isinstance(ident, dict) and ident.get("system") and ident.get("value"):
             found_rec = self.registry.record_of(conn, str(ident["system"]), str(ident["value"]))
