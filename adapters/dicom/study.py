@@ -66,6 +66,20 @@ def accession_system(hospital_id: str) -> str:
     return f"{naming.BASE}/sid/accession/{hospital_id}"
 
 
+def study_reference(study_uid: str) -> JSON:
+    """A logical Reference to the ImagingStudy of ``study_uid``, by its identifier.
+
+    For imaging reports (DiagnosticReport.imagingStudy) from a RIS, which know the Study
+    Instance UID (e.g. HL7 v2 OBX with value type RP, or IHE's ZDS segment) but not the
+    exchange's resource id. The identifier is the one :func:`imaging_study` writes.
+    """
+    uid = _uid(study_uid.strip(), "StudyInstanceUID", dj.STUDY_INSTANCE_UID)
+    return {
+        "type": "ImagingStudy",
+        "identifier": {"system": naming.DICOM_UID, "value": f"urn:oid:{uid}"},
+    }
+
+
 @dataclass(frozen=True)
 class Pacs:
     """What the mapping must know about the PACS the studies came from (hospital config)."""

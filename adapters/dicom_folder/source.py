@@ -31,12 +31,12 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
-from adapters.base import BadMessage, Batch, Cursor, DeadLetter, SyncResult, Unit
+from adapters.base import BadMessage, Batch, Cursor, DeadLetter, Sink, SyncResult, Unit
 from adapters.dicom.body_site import BodySiteMap, default_body_sites
 from adapters.dicom.dataset import StudyHeaders
 from adapters.dicom.dates import SHANGHAI_OFFSET
-from adapters.dicom.pull import CursorSink, run
 from adapters.dicom.study import PAYLOAD_CONTENT_TYPE, Pacs, study_payload, study_unit
+from adapters.runner import run_pull
 
 from .reader import read_instance
 
@@ -100,8 +100,9 @@ class DicomFolderSource:
             default_offset=self.default_offset,
         )
 
-    def run(self, sink: CursorSink) -> SyncResult:
-        return run(self, sink)
+    def run(self, sink: Sink) -> SyncResult:
+        """One pull run into ``sink`` (``adapters.runner.run_pull``, as ``hie sync`` does)."""
+        return run_pull(self, sink, self.hospital_id, self.name)
 
     # -- listing ---------------------------------------------------------------------------
     def _list(self) -> list[FileKey]:

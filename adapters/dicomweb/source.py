@@ -29,12 +29,12 @@ from datetime import date, datetime, timedelta, timezone
 
 import httpx
 
-from adapters.base import BadMessage, Batch, Cursor, DeadLetter, SyncResult, Unit
+from adapters.base import BadMessage, Batch, Cursor, DeadLetter, Sink, SyncResult, Unit
 from adapters.dicom import json_model as dj
 from adapters.dicom.body_site import BodySiteMap, default_body_sites
 from adapters.dicom.dates import SHANGHAI_OFFSET
-from adapters.dicom.pull import CursorSink, run
 from adapters.dicom.study import PAYLOAD_CONTENT_TYPE, Pacs, study_payload, study_unit
+from adapters.runner import run_pull
 
 from .qido import DateRange, QidoClient, RetryPolicy
 
@@ -88,8 +88,9 @@ class DicomWebSource:
             default_offset=self.default_offset,
         )
 
-    def run(self, sink: CursorSink) -> SyncResult:
-        return run(self, sink)
+    def run(self, sink: Sink) -> SyncResult:
+        """One pull run into ``sink`` (``adapters.runner.run_pull``, as ``hie sync`` does)."""
+        return run_pull(self, sink, self.hospital_id, self.name)
 
     def _windows(self, cursor: str | None) -> Iterator[tuple[DateRange, date]]:
         """(query range, cursor value once the range is read), oldest first."""

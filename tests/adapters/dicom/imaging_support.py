@@ -27,7 +27,13 @@ HOSPITALS = ("szph", "pkuszh", "nsdh")
 
 @dataclass
 class IngestCounts:
+    """What ``hie.ingest.BatchResult`` reports, as ``adapters.runner.run_pull`` reads it."""
+
+    received: int
     rejected: int
+    created: int = 0
+    updated: int = 0
+    unchanged: int = 0
 
 
 @dataclass
@@ -46,7 +52,8 @@ class RecordingSink:
         if batch.cursor is not None:
             key = (batch.hospital_id, batch.adapter, batch.cursor.name)
             self.cursors[key] = batch.cursor.value
-        return IngestCounts(rejected=len(batch.dead_letters))
+        dead = len(batch.dead_letters)
+        return IngestCounts(received=len(batch.units) + dead, rejected=dead)
 
     def cursor(self, hospital_id: str, adapter: str, name: str) -> str | None:
         return self.cursors.get((hospital_id, adapter, name))

@@ -20,6 +20,7 @@ from adapters.dicom.patient import identifier_system
 from adapters.dicom.person_name import display, human_names
 from adapters.dicom.study import (
     Pacs,
+    study_reference,
     study_unit,
     study_unit_from_datasets,
     unit_from_payload,
@@ -396,3 +397,15 @@ def test_study_headers_group_by_series_and_compute_counts() -> None:
     assert dj.integer(study, dj.NUMBER_OF_STUDY_RELATED_SERIES) == 2
     assert dj.integer(study, dj.NUMBER_OF_STUDY_RELATED_INSTANCES) == 4
     assert dj.texts(study, dj.MODALITIES_IN_STUDY) == ["MR"]
+
+
+def test_study_reference_for_imaging_reports_matches_the_study_identifier() -> None:
+    study, series = odd_study()
+    imaging = resource(study_unit(study, series, Pacs("szph")), "ImagingStudy")
+    reference = study_reference(" 1.2.840.99999.1.1 ")
+    assert reference["identifier"] == {
+        k: v for k, v in imaging["identifier"][0].items() if k != "use"
+    }
+    assert reference["type"] == "ImagingStudy"
+    with pytest.raises(BadMessage):
+        study_reference("not-a-uid")
