@@ -69,7 +69,8 @@ class Profiles:
         constraints) belong in the success OperationOutcome. ``waive`` names element ids
         (``"Observation.identifier"``) whose own rules the caller lifts — for example the
         source-identifier requirement on a plain HTTP create; their child rules still apply.
-        Never raises on odd shapes."""
+        Each distinct ``waive`` set is compiled once and cached (pass a few constant sets);
+        ids not in the profile waive nothing. Never raises on odd shapes."""
         if not isinstance(resource, dict):
             return [Issue("the resource is not a JSON object", code="structure")]
         rtype = resource.get("resourceType")
