@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, delete, event, insert, select, update
+from sqlalchemy import Connection, Engine, and_, bindparam, delete, event, insert, select, update
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.pool import StaticPool
 
@@ -36,6 +36,52 @@ TYPE_INDEX = {
     "Patient": t.PatientIndex.__table__,  # type: ignore[attr-defined]
 }
 HIDDEN_STATUSES = frozenset({"entered-in-error"})
+
+# Statements built once, executed with parameter dicts: SQLAlchemy then reuses the compiled
+# form from its cache. Building ``insert(R).values(**row)`` per call costs more Python time
+# (coercion, cache keys) than the SQLite write itself; profiles of a bulk load showed it.
+_CURRENT = select(R).where(R.c.type == bindparam("_type"), R.c.id == bindparam("_id"))
+_BY_SOURCE = select(R).where(
+    R.c.type == bindparam("_type"),
+    R.c.hospital_id == bindparam("_hospital"),
+    R.c.source_id == bindparam("_source"),
+)
+_BY_SOURCE_NO_HOSPITAL = select(R).where(
+    R.c.type == bindparam("_type"), R.c.hospital_id.is_(None), R.c.source_id == bindparam("_source")
+)
+_INSERT_R = insert(R)
+_UPDATE_R = update(R).where(R.c.type == bindparam("_type"), R.c.id == bindparam("_id"))
+_INSERT_RV = insert(RV)
+_INSERT_TOKEN = insert(TOKEN)
+_INSERT_STRING = insert(STRING)
+_INSERT_INDEX = {rtype: insert(table) for rtype, table in TYPE_INDEX.items()}
+_DELETE_INDEX = {
+    rtype: delete(table).where(table.c.id == bindparam("_id"))
+    for rtype, table in TYPE_INDEX.items()
+}
+_DELETE_TOKEN = delete(TOKEN).where(
+    TOKEN.c.type == bindparam("_type"), TOKEN.c.res_id == bindparam("_id")
+)
+_DELETE_STRING = delete(STRING).where(
+    STRING.c.type == bindparam("_type"), STRING.c.res_id == bindparam("_id")
+)
+_PATIENT_R = (
+    update(R)
+    .where(R.c.type == bindparam("_type"), R.c.id == bindparam("_id"))
+    .values(patient_id=bindparam("_patient"))
+)
+_PATIENT_TOKEN = (
+    update(TOKEN)
+    .where(TOKEN.c.type == bindparam("_type"), TOKEN.c.res_id == bindparam("_id"))
+    .values(patient_id=bindparam("_patient"))
+)
+_PATIENT_INDEX = {
+    rtype: update(table)
+    .where(table.c.id == bindparam("_id"))
+    .values(patient_id=bindparam("_patient"))
+    for rtype, table in TYPE_INDEX.items()
+    if "patient_id" in table.c
+}
 
 
 @dataclass(frozen=True)
@@ -124,17 +170,20 @@ class Store:
 
     # -- resources ----------------------------------------------------------------------
     def current(self, conn: Connection, rtype: str, rid: str) -> Current | None:
-        row = conn.execute(select(R).where(R.c.type == rtype, R.c.id == rid)).first()
+        row = conn.execute(_CURRENT, {"_type": rtype, "_id": rid}).first()
         return Current(**row._mapping) if row else None
 
     def by_source(
         self, conn: Connection, rtype: str, hospital_id: str | None, source_id: str
     ) -> Current | None:
-        cond = R.c.hospital_id.is_(None) if hospital_id is None else R.c.hospital_id == hospital_id
-        row = conn.execute(
-            select(R).where(R.c.type == rtype, cond, R.c.source_id == source_id)
-        ).first()
-        return Current(**row._mapping) if row else None
+        if hospital_id is None:
+            row = conn.execute(_BY_SOURCE_NO_HOSPITAL, {"_type": rtype, "_source": source_id})
+        else:
+            row = conn.execute(
+                _BY_SOURCE, {"_type": rtype, "_hospital": hospital_id, "_source": source_id}
+            )
+        found = row.first()
+        return Current(**found._mapping) if found else None
 
     def put(
         self,
@@ -173,13 +222,19 @@ class Store:
             "body": body,
         }
         if prev:
-            conn.execute(update(R).where(R.c.type == rtype, R.c.id == rid).values(**values))
+            conn.execute(_UPDATE_R, {"_type": rtype, "_id": rid, **values})
         else:
-            conn.execute(insert(R).values(type=rtype, id=rid, **values))
+            conn.execute(_INSERT_R, {"type": rtype, "id": rid, **values})
         conn.execute(
-            insert(RV).values(
-                type=rtype, id=rid, version_id=version, last_updated=now, deleted=False, body=body
-            )
+            _INSERT_RV,
+            {
+                "type": rtype,
+                "id": rid,
+                "version_id": version,
+                "last_updated": now,
+                "deleted": False,
+                "body": body,
+            },
         )
         self._reindex(conn, body_json, rid, prev is not None, now, hospital_id, patient_id)
         return version, body
@@ -206,10 +261,10 @@ class Store:
             if "patient_id" in table.c:
                 row["patient_id"] = patient_id
                 row["hospital_id"] = hospital_id
-            conn.execute(insert(table).values(**row))
+            conn.execute(_INSERT_INDEX[rtype], row)
         if ex.tokens:
             conn.execute(
-                insert(TOKEN),
+                _INSERT_TOKEN,
                 [
                     {
                         "type": rtype,
@@ -225,16 +280,18 @@ class Store:
             )
         if ex.strings:
             conn.execute(
-                insert(STRING),
-                [{"type": rtype, "res_id": rid, "param": p, "value": v[:255]} for p, v in ex.strings],
+                _INSERT_STRING,
+                [
+                    {"type": rtype, "res_id": rid, "param": p, "value": v[:255]}
+                    for p, v in ex.strings
+                ],
             )
 
     def unindex(self, conn: Connection, rtype: str, rid: str) -> None:
-        table = TYPE_INDEX.get(rtype)
-        if table is not None:
-            conn.execute(delete(table).where(table.c.id == rid))
-        conn.execute(delete(TOKEN).where(TOKEN.c.type == rtype, TOKEN.c.res_id == rid))
-        conn.execute(delete(STRING).where(STRING.c.type == rtype, STRING.c.res_id == rid))
+        if rtype in _DELETE_INDEX:
+            conn.execute(_DELETE_INDEX[rtype], {"_id": rid})
+        conn.execute(_DELETE_TOKEN, {"_type": rtype, "_id": rid})
+        conn.execute(_DELETE_STRING, {"_type": rtype, "_id": rid})
 
     def repoint_patient(
         self, conn: Connection, new_patient: str, *, record_ids: Sequence[str]
@@ -287,17 +344,10 @@ class Store:
             ).all()
         return [(r.version_id, r.last_updated, r.body) for r in rows]
 
-
     def set_patient(self, conn: Connection, rtype: str, rid: str, patient_id: str) -> None:
         """Point one resource's index rows at an exchange patient."""
-        conn.execute(
-            update(R).where(R.c.type == rtype, R.c.id == rid).values(patient_id=patient_id)
-        )
-        conn.execute(
-            update(TOKEN)
-            .where(TOKEN.c.type == rtype, TOKEN.c.res_id == rid)
-            .values(patient_id=patient_id)
-        )
-        table = TYPE_INDEX.get(rtype)
-        if table is not None and "patient_id" in table.c:
-            conn.execute(update(table).where(table.c.id == rid).values(patient_id=patient_id))
+        params = {"_type": rtype, "_id": rid, "_patient": patient_id}
+        conn.execute(_PATIENT_R, params)
+        conn.execute(_PATIENT_TOKEN, params)
+        if rtype in _PATIENT_INDEX:
+            conn.execute(_PATIENT_INDEX[rtype], {"_id": rid, "_patient": patient_id})
