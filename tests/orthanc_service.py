@@ -61,6 +61,18 @@ def required(env: Mapping[str, str] | None = None) -> bool:
     return env.get("HIE_REQUIRE_SERVICES") == "1"
 
 
+def skip_or_fail_if_absent(env: Mapping[str, str] | None = None) -> None:
+    """For pytest fixtures: return if Orthanc can run; else skip, or fail when it is required."""
+    import pytest
+
+    usable, reason = availability()
+    if usable:
+        return
+    if required(env):
+        pytest.fail(f"HIE_REQUIRE_SERVICES=1 but {reason}")
+    pytest.skip(reason)
+
+
 def free_port(low: int = 20000, high: int = 32000) -> int:
     """A port below the client range that nothing listens on right now."""
     for _ in range(200):

@@ -26,7 +26,7 @@ import json
 import re
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from pydicom.dataset import Dataset
@@ -44,7 +44,9 @@ from .person_name import display
 
 JSON = dict[str, Any]
 
-PAYLOAD_CONTENT_TYPE = "application/json"  # {"study": <DICOM JSON>, "series": [<DICOM JSON>]}
+# Raw form of a study, kept with units and dead letters so they can be replayed without the
+# source: {"study": <DICOM JSON>, "series": [<DICOM JSON>...], "wadoBaseUrl": <str|null>}.
+PAYLOAD_CONTENT_TYPE = "application/vnd.hie.dicom-study+json"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 # PS3.16 §8 Coding Scheme Designators → FHIR code systems (FHIR R4 terminologies page)
 CODING_SCHEMES = {
@@ -262,9 +264,9 @@ def _local_url(hospital_id: str, kind: str, key: str) -> str:
     return f"urn:uuid:{uuid.uuid5(uuid.NAMESPACE_URL, f'{hospital_id}|{kind}|{key}')}"
 
 
-def study_payload(study: JSON, series: Sequence[JSON]) -> bytes:
+def study_payload(study: JSON, series: Sequence[JSON], wado_base_url: str | None = None) -> bytes:
     """The raw form kept with a unit or dead letter; :func:`unit_from_payload` replays it."""
-    body = {"study": study, "series": list(series)}
+    body = {"study": study, "series": list(series), "wadoBaseUrl": wado_base_url}
     return json.dumps(body, ensure_ascii=False, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -294,14 +296,18 @@ def study_unit(study: JSON, series: Sequence[JSON], pacs: Pacs) -> Unit:
     return Unit(
         key=uid,
         entries=tuple(entries),
-        raw=study_payload(study, series),
+        raw=study_payload(study, series, pacs.wado_base_url),
         content_type=PAYLOAD_CONTENT_TYPE,
         trusted=True,
     )
 
 
-def unit_from_payload(raw: bytes, pacs: Pacs) -> Unit:
-    """Replay a unit or dead letter kept by either imaging adapter (``study_payload`` form)."""
+def unit_from_payload(raw: bytes, pacs: Pacs | str) -> Unit:
+    """Replay a unit or dead letter kept by either imaging adapter (``study_payload`` form).
+
+    ``pacs`` may be just the hospital id: the payload remembers the DICOMweb base URL the
+    study was read with. A Pacs with its own ``wado_base_url`` overrides it.
+    """
     try:
         body = json.loads(raw)
         study, series = body["study"], body["series"]
@@ -309,6 +315,11 @@ def unit_from_payload(raw: bytes, pacs: Pacs) -> Unit:
         raise BadMessage(f"not an imaging study payload: {exc}") from exc
     if not isinstance(study, dict) or not isinstance(series, list):
         raise BadMessage("not an imaging study payload: study must be an object, series a list")
+    if isinstance(pacs, str):
+        pacs = Pacs(pacs)
+    remembered = body.get("wadoBaseUrl")
+    if pacs.wado_base_url is None and isinstance(remembered, str) and remembered:
+        pacs = replace(pacs, wado_base_url=remembered)
     return study_unit(study, [s for s in series if isinstance(s, dict)], pacs)
 
 

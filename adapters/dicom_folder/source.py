@@ -232,7 +232,7 @@ class DicomFolderSource:
             where = first_path + (f" and {others} other file(s)" if others > 0 else "")
             return DeadLetter(
                 key=headers.study_uid,
-                raw=study_payload(study, series),
+                raw=study_payload(study, series, self.pacs.wado_base_url),
                 reason=f"study {headers.study_uid} ({where}): {exc.reason}",
                 content_type=PAYLOAD_CONTENT_TYPE,
                 location=exc.location,

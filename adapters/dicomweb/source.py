@@ -158,7 +158,7 @@ class DicomWebSource:
         except BadMessage as exc:
             return DeadLetter(
                 key=uid or "(no StudyInstanceUID)",
-                raw=study_payload(study, series),
+                raw=study_payload(study, series, self.pacs.wado_base_url),
                 reason=f"study {uid or '?'}: {exc.reason}",
                 content_type=PAYLOAD_CONTENT_TYPE,
                 location=exc.location,

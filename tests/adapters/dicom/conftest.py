@@ -16,10 +16,6 @@ def sink() -> RecordingSink:
 @pytest.fixture(scope="session")
 def orthanc() -> Iterator[orthanc_service.Orthanc]:
     """A fresh Orthanc + DICOMweb for the session; skipped only when absent and not required."""
-    usable, reason = orthanc_service.availability()
-    if not usable:
-        if orthanc_service.required():
-            pytest.fail(f"HIE_REQUIRE_SERVICES=1 but {reason}")
-        pytest.skip(reason)
+    orthanc_service.skip_or_fail_if_absent()
     with orthanc_service.Orthanc() as pacs:
         yield pacs

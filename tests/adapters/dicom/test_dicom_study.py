@@ -379,9 +379,11 @@ def test_payload_replays_to_the_same_unit_and_units_are_deterministic() -> None:
         first = study_unit_from_datasets(datasets, Pacs(hospital, WADO))
         again = study_unit_from_datasets(list(reversed(datasets)), Pacs(hospital, WADO))
         replayed = unit_from_payload(first.raw, Pacs(hospital, WADO))
+        from_raw_alone = unit_from_payload(first.raw, hospital)  # the URL is in the payload
         assert unit_json(again) == unit_json(first)
-        assert unit_json(replayed) == unit_json(first)
-        assert first.trusted and first.content_type == "application/json"
+        assert unit_json(replayed) == unit_json(first) == unit_json(from_raw_alone)
+        assert first.trusted
+        assert first.content_type == "application/vnd.hie.dicom-study+json"
     with pytest.raises(BadMessage, match="not an imaging study payload"):
         unit_from_payload(b"\x00garbage", Pacs("szph"))
 
