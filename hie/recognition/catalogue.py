@@ -56,7 +56,7 @@ class CatalogueItem:
     basic: bool = False
     priority: int = 100
     modalities: tuple[str, ...] = ()
-    body_site: str | None = None
+    body_sites: tuple[str, ...] = ()
     contrast: Contrast | None = None
 
     @property
@@ -125,10 +125,13 @@ class Catalogue:
 
     def match(self, result: PriorResult) -> CatalogueItem | None:
         """The item a result is an instance of: by its codings in order, then (imaging) by
-        modality, body site and contrast."""
+        modality, body site and contrast. A study that states contrast never matches an item
+        of the other kind, even through a code."""
         for code in result.codes:
             found = self.resolve(code)
-            if found is not None:
+            if found is not None and (
+                found.kind != "imaging" or _contrast_fits(found.contrast, result.contrast)
+            ):
                 return found
         if result.modality is None or result.body_site is None:
             return None
@@ -136,7 +139,7 @@ class Catalogue:
             if (
                 item.kind == "imaging"
                 and result.modality in item.modalities
-                and result.body_site == item.body_site
+                and result.body_site in item.body_sites
                 and _contrast_fits(item.contrast, result.contrast)
             ):
                 return item
@@ -164,7 +167,7 @@ class Catalogue:
                         f"{comp!r} ({part.window.text})"
                     )
             if item.kind == "imaging" and not (
-                item.modalities and item.body_site and item.contrast
+                item.modalities and item.body_sites and item.contrast
             ):
                 raise CatalogueError(
                     f"imaging item {item.code!r} needs modality, body-site, contrast"
@@ -172,10 +175,13 @@ class Catalogue:
 
 
 def _contrast_fits(wanted: Contrast | None, given: bool | None) -> bool:
-    if wanted == "any":
+    """An unstated contrast is taken as plain: DICOM headers rarely say (Contrast/Bolus Agent
+    is type 2, often empty), PACS list a plain study as just "CT Chest", and it must never pass
+    for an enhanced study."""
+    if wanted in ("any", None):
         return True
     if given is None:
-        return False  # an unstated contrast never silently counts as plain or enhanced
+        return wanted == "without"
     return given == (wanted == "with")
 
 
@@ -264,7 +270,7 @@ def _item(concept: Mapping[str, Any], declared: Mapping[str, Any]) -> CatalogueI
         basic=bool(one("basic", False)),
         priority=int(one("priority", 100)),
         modalities=many("modality"),
-        body_site=one("body-site"),
+        body_sites=many("body-site"),
         contrast=contrast,
     )
 

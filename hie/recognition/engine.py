@@ -224,6 +224,8 @@ class _Run:
             fail("not-on-list", "catalogue.not-on-list", ", ".join(f"{s}|{c}" for s, c in r.codes))
         else:
             checks.append(Check("catalogue.on-list", True, item.code))
+            if item.kind == "imaging" and item.contrast == "without" and r.contrast is None:
+                checks.append(Check("imaging.contrast", True, "not stated: taken as plain"))
             if item.specimens and r.specimen is not None and r.specimen not in item.specimens:
                 fail("specimen-mismatch", "catalogue.specimen", r.specimen)
             elif item.specimens:

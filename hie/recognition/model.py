@@ -48,7 +48,9 @@ class PriorResult:
     versions of the same resource (the lower ``version`` loses), ``replaces`` naming the result
     a new one corrects, or ``superseded=True`` set by the index.
     Imaging studies are matched by ``modality`` (DICOM code), ``body_site`` (SNOMED CT) and
-    ``contrast``; ``contrast=None`` means "not stated".
+    ``contrast``; ``contrast=None`` means "not stated", which the catalogue takes as plain.
+    ``specimen`` is a specimen type code: SNOMED CT, or the HL7 v2 table 0070/0487 code the v2
+    adapters carry (SER, WB...).
     """
 
     resource_type: str
@@ -62,7 +64,7 @@ class PriorResult:
     value: Decimal | str | None = None
     unit: str | None = None  # UCUM code
     reference_range: str | None = None
-    specimen: str | None = None  # SNOMED CT specimen type
+    specimen: str | None = None  # specimen type code (SNOMED CT or HL7 v2 0070/0487)
     superseded: bool = False
     replaces: str | None = None  # "Observation/abc": the result this one corrects
     based_on_order: str | None = None  # "ServiceRequest/x" or a filler/placer order number

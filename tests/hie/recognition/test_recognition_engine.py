@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from recognition_world import PROFILES, SH, World, at, loinc
 
+from hie.naming import LOINC
 from hie.outcome import Invalid
 from hie.recognition.catalogue import CATALOGUE_URL, Catalogue, CatalogueError
 from hie.recognition.engine import evaluate
@@ -579,10 +580,31 @@ def test_imaging_matched_by_modality_site_and_contrast(world: World) -> None:
     assert v.credential is not None and v.credential.scope == "discipline:imaging"
 
 
-def test_imaging_with_unstated_contrast_is_not_on_the_list(world: World) -> None:
-    study = _study(world, contrast=None, codes=((CATALOGUE_URL, "x"),))
-    assessment = world.run([study], [(CATALOGUE_URL, "CT-chest-plain"), (CATALOGUE_URL, "x")])
-    assert assessment.results[0].verdict.reason == "not-on-list"
+@pytest.mark.parametrize(
+    ("changes", "item"),
+    [
+        # The demo studies (fixtures/dicom): no contrast in the headers, taken as plain.
+        ({"contrast": None}, "CT-chest-plain"),
+        ({"contrast": None, "codes": ((LOINC, "24627-2"),)}, "CT-chest-plain"),
+        ({"modality": "MR", "body_site": "12738006", "contrast": None}, "MR-brain-plain"),
+        ({"modality": "US", "body_site": "818981001", "contrast": None}, "US-abdomen"),
+        ({"modality": "CT", "body_site": "818981001", "contrast": True}, "CT-abdomen-contrast"),
+        # Never taken as enhanced; an enhanced study never passes for a plain one.
+        ({"modality": "CT", "body_site": "818981001", "contrast": None}, None),
+        ({"contrast": True}, None),
+        ({"contrast": True, "codes": ((LOINC, "24627-2"),)}, None),
+        ({"modality": "MR", "contrast": None}, None),  # no MR chest item
+    ],
+)
+def test_imaging_key(world: World, changes: dict[str, Any], item: str | None) -> None:
+    study = _study(world, **changes)
+    assert world.catalogue.match(study) == (world.catalogue.item(item) if item else None)
+
+
+def test_unstated_contrast_is_explained(world: World) -> None:
+    v = world.one(_study(world, contrast=None), (CATALOGUE_URL, "CT-chest-plain")).verdict
+    assert v.kind == "recognised"
+    assert any(c.rule == "imaging.contrast" for c in v.checks)
 
 
 def test_radiograph_any_contrast_and_loinc_alias(world: World) -> None:
