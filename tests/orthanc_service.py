@@ -205,6 +205,8 @@ def main(argv: list[str]) -> int:
     port = None
     if argv[:1] == ["--port"]:
         port, argv = int(argv[1]), argv[2:]
+    # Stop cleanly on SIGTERM too (a background job ignores SIGINT): __exit__ stops Orthanc.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))
     with Orthanc(http_port=port) as pacs:
         stored = pacs.upload(_files(argv))
         print(f"Orthanc at {pacs.dicomweb_url} (user {USERNAME}), {len(stored)} instance(s)")
