@@ -8,6 +8,13 @@ from hie.fhir import STORED_TYPES
 from hie.index.search import INCLUDES, PARAMS, SORTS
 
 VERSION = "0.1.0"
+_SD = "https://hie.example.org/fhir/StructureDefinition"
+PROFILES = {
+    "Observation": f"{_SD}/hie-lab-observation",
+    "DiagnosticReport": f"{_SD}/hie-diagnostic-report",
+    "ImagingStudy": f"{_SD}/hie-imaging-study",
+    "Patient": f"{_SD}/hie-patient",
+}
 
 
 def capability_statement(base_url: str, operations: list[dict[str, str]] | None = None) -> dict[str, Any]:
@@ -30,9 +37,7 @@ def capability_statement(base_url: str, operations: list[dict[str, str]] | None 
             )
         entry: dict[str, Any] = {
             "type": rtype,
-            "profile": f"https://hie.example.org/fhir/StructureDefinition/hie-{rtype.lower()}"
-            if rtype in ("Observation", "DiagnosticReport", "ImagingStudy", "Patient")
-            else f"http://hl7.org/fhir/StructureDefinition/{rtype}",
+            "profile": PROFILES.get(rtype, f"http://hl7.org/fhir/StructureDefinition/{rtype}"),
             "interaction": [
                 {"code": c}
                 for c in ("read", "vread", "history-instance", "search-type", "create", "update")
@@ -46,8 +51,6 @@ def capability_statement(base_url: str, operations: list[dict[str, str]] | None 
             "searchInclude": [k for k in INCLUDES if k.startswith(rtype + ":")],
             "searchParam": params,
         }
-        if rtype == "Observation":
-            entry["profile"] = "https://hie.example.org/fhir/StructureDefinition/hie-lab-observation"
         if rtype == "Patient" and operations:
             entry["operation"] = [o for o in operations if o.get("scope") == "Patient"]
         resources.append(entry)

@@ -14,7 +14,7 @@ from hie.exchange import Exchange
 from hie.feeds import run_all_once
 from hie.hospitals import HospitalsConfig, load_hospitals
 from hie.organizations import sync_hospitals
-from hie.services import build_exchange
+from hie.services import attach_recognition, build_exchange
 from hie.settings import Settings
 
 
@@ -35,6 +35,7 @@ def load_demo(
     config_file = stage_fixtures(settings.fixtures_dir, work)
     config = load_hospitals(config_file, os.environ)
     exchange.hospitals = config
+    attach_recognition(exchange)
     lines = [f"hospitals: {sync_hospitals(exchange.store, config)} registered"]
     lines += list(run_all_once(exchange, config, demo=True))
     if own:

@@ -48,6 +48,8 @@ class Exchange:
         self.searcher = searcher
         self.auditor = auditor
         self.hospitals: HospitalsConfig | None = None
+        self.prior_results: Any = None  # hie.prior_results.PriorResults, with a hospitals config
+        self.operations: list[dict[str, str]] = []
 
     @property
     def base(self) -> str:

@@ -138,10 +138,13 @@ class Ingestor:
         registry: PatientRegistry,
         profile_check: Validator | None = None,
         extra_checks: list[Validator] | None = None,
+        *,
+        http_profile_check: Validator | None = None,
     ) -> None:
         self.store = store
         self.registry = registry
         self.profile_check = profile_check
+        self.http_profile_check = http_profile_check or profile_check
         self.extra_checks = extra_checks or []
 
     # -- the Sink protocol --------------------------------------------------------------
@@ -157,7 +160,8 @@ class Ingestor:
         return row.value if row else None
 
     def ingest(self, batch: Batch, *, keep_dead_letters: bool = True) -> BatchResult:
-        checked = [(unit, self.validate(unit)) for unit in batch.units]
+        lenient = batch.adapter == "http"
+        checked = [(unit, self.validate(unit, lenient=lenient)) for unit in batch.units]
         result = BatchResult(dead_letters=len(batch.dead_letters))
         now = now_utc()
         with self.store.write() as conn:
@@ -187,7 +191,7 @@ class Ingestor:
         return result
 
     # -- validation ---------------------------------------------------------------------
-    def validate(self, unit: Unit) -> list[Issue]:
+    def validate(self, unit: Unit, *, lenient: bool = False) -> list[Issue]:
         """Model and profile checks for every entry; expressions are prefixed in a Bundle."""
         issues: list[Issue] = []
         many = len(unit.entries) > 1

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import partial
+
 from hie import migrate
 from hie.audit import Auditor
 from hie.exchange import Exchange
@@ -9,16 +11,19 @@ from hie.index.patients import PatientRegistry
 from hie.index.search import Searcher
 from hie.index.store import Store, create_engine
 from hie.ingest import Ingestor, Validator
+from hie.profile import Profiles
 from hie.settings import Settings
 
 
-def profile_validator(settings: Settings) -> Validator | None:
-    try:
-        from hie.profiles import Profiles
-    except ImportError:  # pragma: no cover - the profiles module ships with hie
-        return None
+HTTP_WAIVED = frozenset({"Observation.identifier", "DiagnosticReport.identifier"})
+
+
+def profile_validators(settings: Settings) -> tuple[Validator, Validator]:
+    """(for adapters, for plain HTTP creates): a FHIR client may create a result without a
+    source identifier (the server's id is then its only identity); adapters may not, since
+    their replays must be idempotent."""
     profiles = Profiles.load(settings.profiles_dir)
-    return profiles.validate
+    return profiles.validate, partial(profiles.validate, waive=HTTP_WAIVED)
 
 
 def build_exchange(settings: Settings, *, run_migrations: bool = True) -> Exchange:
@@ -27,7 +32,8 @@ def build_exchange(settings: Settings, *, run_migrations: bool = True) -> Exchan
         migrate.upgrade(engine)
     store = Store(engine, tz=settings.timezone)
     registry = PatientRegistry(store)
-    ingestor = Ingestor(store, registry, profile_validator(settings))
+    strict, lenient = profile_validators(settings)
+    ingestor = Ingestor(store, registry, strict, http_profile_check=lenient)
     searcher = Searcher(
         registry,
         tz=settings.timezone,
@@ -43,4 +49,36 @@ def build_exchange(settings: Settings, *, run_migrations: bool = True) -> Exchan
 
         exchange.hospitals = load_hospitals(settings.config_file, os.environ)
         sync_hospitals(store, exchange.hospitals)
+        attach_recognition(exchange)
     return exchange
+
+
+def attach_recognition(exchange: Exchange) -> None:
+    """``$prior-results`` and decisions, once the hospitals (credentials, levels) are known."""
+    from hie.decisions import Decisions
+    from hie.prior_results import PriorResults
+    from hie.recognition import RecognitionRules
+
+    config = exchange.hospitals
+    if config is None:
+        return
+    settings = exchange.settings
+    rules = RecognitionRules.load(
+        settings.profiles_dir,
+        province_prefix=config.exchange.province_prefix,
+        timezone=config.exchange.timezone,
+    )
+    exchange.prior_results = PriorResults(
+        exchange.store,
+        rules,
+        config,
+        Decisions(rules.catalogue, rules.decline_reasons),
+        settings.timezone,
+    )
+    exchange.operations = [
+        {
+            "name": "prior-results",
+            "definition": "https://hie.example.org/fhir/OperationDefinition/prior-results",
+            "scope": "Patient",
+        }
+    ]

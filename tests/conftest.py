@@ -185,3 +185,16 @@ def client(live: LiveServer) -> Iterator[httpx.Client]:
 @pytest.fixture
 def random_id() -> str:
     return secrets.token_hex(4)
+
+
+def _fixture_files() -> set[str]:
+    return {str(p.relative_to(ROOT)) for p in (ROOT / "fixtures").rglob("*") if p.is_file()}
+
+
+@pytest.fixture(scope="session", autouse=True)
+def fixtures_stay_untouched() -> Iterator[None]:
+    """Drop-folder adapters move what they read; a test must run them on a copy."""
+    before = _fixture_files()
+    yield
+    changed = before ^ _fixture_files()
+    assert not changed, f"a test moved or created files under fixtures/: {sorted(changed)[:5]}"

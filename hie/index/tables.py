@@ -254,8 +254,8 @@ class RecognitionLookup(SQLModel, table=True):
     hospital_id: str = Field(max_length=64)
     department: str | None = Field(default=None, max_length=64)
     client_id: str = Field(max_length=128)
-    requested: str  # space-separated item codes
-    offered: int = 0  # recognised results offered
+    requested_items: str  # space-separated catalogue item codes
+    offered_items: str = ""  # items for which a recognised result was offered
     pending: int = 0
 
 
@@ -278,6 +278,8 @@ class RecognitionDecision(SQLModel, table=True):
     result_version: str | None = Field(default=None, max_length=16)
     item_code: str = Field(max_length=64)  # recognition catalogue item
     order_ref: str | None = Field(default=None, max_length=160)  # the order it replaced
+    encounter: str | None = Field(default=None, max_length=160)
+    producer_id: str | None = Field(default=None, max_length=64)  # the hospital that did the test
     action: str = Field(max_length=16)  # accept | decline
     reason_code: str | None = Field(default=None, max_length=64)
     reason_text: str | None = None

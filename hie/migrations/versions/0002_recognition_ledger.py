@@ -2,7 +2,7 @@
 
 Revision ID: 0002
 Revises: 0001
-Create Date: 2026-11-25 16:24:14.140872
+Create Date: 2026-11-25 16:38:56.086062
 """
 from alembic import op
 import sqlalchemy as sa
@@ -29,6 +29,8 @@ def upgrade() -> None:
     sa.Column('result_version', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=True),
     sa.Column('item_code', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('order_ref', sqlmodel.sql.sqltypes.AutoString(length=160), nullable=True),
+    sa.Column('encounter', sqlmodel.sql.sqltypes.AutoString(length=160), nullable=True),
+    sa.Column('producer_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('action', sqlmodel.sql.sqltypes.AutoString(length=16), nullable=False),
     sa.Column('reason_code', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('reason_text', sqlmodel.sql.sqltypes.AutoString(), nullable=True),
@@ -50,8 +52,8 @@ def upgrade() -> None:
     sa.Column('hospital_id', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=False),
     sa.Column('department', sqlmodel.sql.sqltypes.AutoString(length=64), nullable=True),
     sa.Column('client_id', sqlmodel.sql.sqltypes.AutoString(length=128), nullable=False),
-    sa.Column('requested', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
-    sa.Column('offered', sa.Integer(), nullable=False),
+    sa.Column('requested_items', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
+    sa.Column('offered_items', sqlmodel.sql.sqltypes.AutoString(), nullable=False),
     sa.Column('pending', sa.Integer(), nullable=False),
     sa.PrimaryKeyConstraint('id')
     )

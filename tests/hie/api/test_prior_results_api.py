@@ -1,0 +1,174 @@
+"""$prior-results end to end: the demo hospitals loaded through their real adapters, asked
+over real HTTP, with decisions recorded and counted in the savings ledger."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from hie import naming
+from hie.demo import load_demo
+from hie.exchange import Exchange
+from hie.services import attach_recognition
+from hie.settings import Settings
+from tests.conftest import LiveServer, auth
+
+AT = "2026-11-25T10:00:00+08:00"
+
+
+@pytest.fixture
+def demo(settings: Settings, exchange: Exchange, tmp_path: Path) -> Iterator[LiveServer]:
+    load_demo(settings, tmp_path / "fixtures", exchange)
+    attach_recognition(exchange)
+    with LiveServer(settings, exchange) as server:
+        yield server
+
+
+def verdicts(bundle: dict[str, Any]) -> list[tuple[str, str, str | None, str | None]]:
+    """(source hospital, verdict, reason, item) per result entry, in answer order."""
+    out = []
+    for e in bundle.get("entry", []):
+        if not e.get("extension"):
+            continue
+        parts = {x["url"]: x for x in e["extension"][0]["extension"]}
+        out.append(
+            (
+                e["resource"]["meta"]["source"].removeprefix("Organization/"),
+                parts["verdict"]["valueCoding"]["code"],
+                parts.get("reason", {}).get("valueCoding", {}).get("code"),
+                parts.get("item", {}).get("valueCoding", {}).get("code"),
+            )
+        )
+    return out
+
+
+def test_li_na_at_szph_gets_recognised_and_reference_only_results(demo: LiveServer) -> None:
+    """李娜 has results at pkuszh (CBC, lipids) and nsdh (electrolytes, HbA1c); szph asks."""
+    with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
+        r = c.get(
+            "/Patient/$prior-results",
+            params={
+                "patient.identifier": f"{naming.mrn('pkuszh')}|PK2002",
+                "code": "4548-4,58410-2,2823-3",
+                "at": AT,
+            },
+        )
+    assert r.status_code == 200, r.text
+    found = verdicts(r.json())
+    hospitals = {h for h, *_ in found}
+    assert hospitals == {"pkuszh", "nsdh"}
+    # nsdh's HbA1c EQA pass ended 2025-12-31: its 2026 HbA1c is reference-only for szph.
+    assert ("nsdh", "reference-only", "no-credential-at-time", "4548-4") in found
+    # pkuszh's CBC (3A, credentialed) is recognised for szph (3A).
+    assert ("pkuszh", "recognised", None, "58410-2") in found
+    # Most useful first: every recognised entry comes before any reference-only one.
+    kinds = [v for _, v, _, _ in found]
+    assert kinds.index("reference-only") > max(i for i, k in enumerate(kinds) if k == "recognised")
+    outcome = r.json()["entry"][-1]["resource"]
+    assert outcome["resourceType"] == "OperationOutcome"
+    assert any("58410-2: covered" in i["diagnostics"] for i in outcome["issue"])
+
+
+def test_decisions_are_recorded_withdrawn_and_counted(demo: LiveServer) -> None:
+    with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
+        bundle = c.get(
+            "/Patient/$prior-results",
+            params={
+                "patient.identifier": f"{naming.mrn('pkuszh')}|PK2002",
+                "code": "58410-2",
+                "at": AT,
+            },
+        ).json()
+        cbc = next(
+            e
+            for e in bundle["entry"]
+            if e["resource"].get("code", {}).get("coding", [{}])[0].get("code") == "58410-2"
+        )
+        patient = bundle["link"][0]["url"].split("/Patient/")[1].split("/")[0]
+        result = f"DiagnosticReport/{cbc['resource']['id']}"
+        api = demo.base.removesuffix("/fhir") + "/api/recognition"
+        accept = c.post(
+            f"{api}/decisions",
+            json={
+                "patient": patient,
+                "result": result,
+                "item": "58410-2",
+                "action": "accept",
+                "clinician": "Dr Chen",
+                "department": "cardiology",
+            },
+        )
+        assert accept.status_code == 201, accept.text
+        bad = c.post(
+            f"{api}/decisions",
+            json={
+                "patient": patient,
+                "result": result,
+                "item": "58410-2",
+                "action": "decline",
+                "clinician": "Dr Chen",
+                "reason": {"code": "clinician-judgement"},
+            },
+        )
+        assert bad.status_code == 400
+        assert "reason" in bad.json()["issue"][0]["expression"][0]
+        decline = c.post(
+            f"{api}/decisions",
+            json={
+                "patient": patient,
+                "result": result,
+                "item": "58410-2",
+                "action": "decline",
+                "clinician": "Dr Wu",
+                "department": "surgery",
+                "reason": {"code": "major-procedure"},
+            },
+        )
+        assert decline.status_code == 201
+        report = c.get(f"{api}/savings", params={"by": "hospital,item"}).json()["rows"]
+        row = next(r for r in report if r["item"] == "58410-2")
+        assert (row["accepted"], row["declined"], row["testsAvoided"]) == (1, 1, 1)
+        assert float(row["rmbSaved"]) > 0
+        assert row["declinedByReason"] == {"major-procedure": 1}
+        withdrawn = c.post(
+            f"{api}/decisions/{accept.json()['id']}/withdraw", json={"reason": "wrong patient"}
+        )
+        assert withdrawn.status_code == 200
+        report = c.get(f"{api}/savings", params={"by": "hospital,item"}).json()["rows"]
+        row = next(r for r in report if r["item"] == "58410-2")
+        assert row["accepted"] == 0
+        csv = c.get(f"{api}/savings", params={"by": "hospital,month", "format": "csv"})
+        assert csv.headers["content-type"].startswith("text/csv")
+        assert "rmb_saved" in csv.text.splitlines()[0]
+
+
+def test_prior_results_is_declared_and_rejects_bad_input(demo: LiveServer) -> None:
+    meta = httpx.get(f"{demo.base}/metadata").json()
+    ops = meta["rest"][0]["operation"]
+    assert ops[0]["name"] == "prior-results"
+    with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
+        assert c.get("/OperationDefinition/prior-results").json()["code"] == "prior-results"
+        no_code = c.get(
+            "/Patient/$prior-results",
+            params={"patient.identifier": f"{naming.mrn('pkuszh')}|PK2002"},
+        )
+        assert no_code.status_code == 400
+        assert no_code.json()["issue"][0]["expression"] == ["code"]
+        unknown = c.get(
+            "/Patient/$prior-results",
+            params={"patient.identifier": f"{naming.mrn('pkuszh')}|NOPE", "code": "4548-4"},
+        )
+        assert unknown.status_code == 404
+        bad_at = c.get(
+            "/Patient/$prior-results",
+            params={
+                "patient.identifier": f"{naming.mrn('pkuszh')}|PK2002",
+                "code": "4548-4",
+                "at": "yesterday",
+            },
+        )
+        assert bad_at.status_code == 400
