@@ -4,6 +4,7 @@ A pure domain package: no HTTP, no SQL, no clock. ``engine.evaluate`` is the one
 every edge calls; ``extension`` turns its verdicts into FHIR; ``savings`` aggregates decisions.
 """
 
+from hie.recognition.candidates import pending_order, prior_result, specimen_type
 from hie.recognition.catalogue import Catalogue, CatalogueError, CatalogueItem
 from hie.recognition.decision import Decision, DeclineReasons, check_decision
 from hie.recognition.engine import evaluate
@@ -50,6 +51,9 @@ __all__ = [
     "ledger",
     "lookup_from",
     "pending_extension",
+    "pending_order",
+    "prior_result",
     "rollup",
+    "specimen_type",
     "verdict_extension",
 ]

@@ -5,6 +5,7 @@ two lower-tier ones, and their EQA credentials. Written for hie's tests; no real
 
 from __future__ import annotations
 
+import tomllib
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime
@@ -119,9 +120,35 @@ class World:
             pending_orders=orders,
         )
 
-    def one(self, result: PriorResult, code: str | None = None, **kw: Any) -> AssessedResult:
+    def one(
+        self, result: PriorResult, code: str | tuple[str, str] | None = None, **kw: Any
+    ) -> AssessedResult:
         """Assess a single result against a request for its own code."""
         wanted = code or result.codes[0][1]
         found = [a for a in self.run([result], [wanted], **kw).results if a.result == result]
         assert len(found) == 1, found
         return found[0]
+
+
+def demo_world(base: World, toml_text: str | None = None) -> World:
+    """``base`` with the hospitals and credentials of a hospitals-configuration file (the demo's
+    ``fixtures/hospitals.toml`` by default), read through the lead's ``hie.hospitals`` model."""
+    from hie.hospitals import HospitalsConfig
+
+    if toml_text is None:
+        toml_text = (PROFILES.parent / "fixtures" / "hospitals.toml").read_text("utf-8")
+    data = tomllib.loads(toml_text)
+    data.setdefault("exchange", {"province_prefix": "粤"})
+    data = {k: v for k, v in data.items() if k in ("exchange", "hospital")}
+    for h in data["hospital"]:
+        h.pop("adapter", None)  # adapters need folders and secrets; only credentials matter here
+    config = HospitalsConfig.model_validate(data)
+    hospitals = tuple(
+        HospitalProfile(h.id, h.level, h.name_zh, h.name_en) for h in config.hospitals
+    )
+    credentials = tuple(
+        LabCredential(h.id, c.scope, c.scheme, c.valid_from, c.valid_to)
+        for h in config.hospitals
+        for c in h.credentials
+    )
+    return World(base.catalogue, base.policy, credentials, hospitals)

@@ -5,15 +5,12 @@ without an HbA1c pass in 2026) comes out as documented; the demo fixture's own c
 from __future__ import annotations
 
 import re
-import tomllib
 from typing import Any
 
 import pytest
-from recognition_world import PROFILES, World, at
+from recognition_world import PROFILES, World, at, demo_world
 
-from hie.hospitals import HospitalsConfig
 from hie.recognition.catalogue import Catalogue
-from hie.recognition.model import HospitalProfile, LabCredential
 
 ROOT = PROFILES.parent
 DOC = (ROOT / "docs" / "recognition.md").read_text("utf-8")
@@ -25,27 +22,6 @@ def test_catalogue_table_matches_the_file(catalogue: Catalogue) -> None:
         for m in re.finditer(r"^\| `([^`]+)`[^|]*\|(?:[^|]*\|){4} (P\w+) \|", DOC, re.MULTILINE)
     }
     assert rows == {code: item.window.text for code, item in catalogue.items.items()}
-
-
-def _config(toml_text: str) -> HospitalsConfig:
-    data = tomllib.loads(toml_text)
-    data.setdefault("exchange", {"province_prefix": "粤"})
-    data = {k: v for k, v in data.items() if k in ("exchange", "hospital")}
-    for h in data["hospital"]:
-        h.pop("adapter", None)  # the adapters need folders and secrets; only credentials matter
-    return HospitalsConfig.model_validate(data)
-
-
-def _world_from(world: World, config: HospitalsConfig) -> World:
-    hospitals = tuple(
-        HospitalProfile(h.id, h.level, h.name_zh, h.name_en) for h in config.hospitals
-    )
-    credentials = tuple(
-        LabCredential(h.id, c.scope, c.scheme, c.valid_from, c.valid_to)
-        for h in config.hospitals
-        for c in h.credentials
-    )
-    return World(world.catalogue, world.policy, credentials, hospitals)
 
 
 def _snippet() -> str:
@@ -63,7 +39,7 @@ def _snippet() -> str:
     ],
 )
 def test_demo_credentials_give_the_documented_verdicts(world: World, source: Any) -> None:
-    demo = _world_from(world, _config(source()))
+    demo = demo_world(world, source())
     assert {h.id: h.level for h in demo.hospitals} == {"szph": "3A", "pkuszh": "3A", "nsdh": "3B"}
     when = "2026-11-25T09:00:00"
     a1c_nsdh = demo.result("4548-4", hospital_id="nsdh", effective=at("2026-11-20T08:00"))

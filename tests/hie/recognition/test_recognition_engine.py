@@ -136,7 +136,7 @@ REFERENCE_ONLY = [
 def test_reference_only_reason(world: World, case: Case) -> None:
     result = case.build(world)
     wanted = result.codes[0][1] if result.codes else (CATALOGUE_URL, "CT-chest-plain")
-    assessed = world.one(result, wanted, when=case.when, requester=case.requester)  # type: ignore[arg-type]
+    assessed = world.one(result, wanted, when=case.when, requester=case.requester)
     v = assessed.verdict
     assert (v.kind, v.reason, v.rule) == ("reference-only", case.reason, case.rule)
     assert v.mark is None and v.covers == ()
@@ -574,7 +574,7 @@ def _study(world: World, **kw: Any) -> PriorResult:
 
 
 def test_imaging_matched_by_modality_site_and_contrast(world: World) -> None:
-    v = world.one(_study(world), (CATALOGUE_URL, "CT-chest-plain")).verdict  # type: ignore[arg-type]
+    v = world.one(_study(world), (CATALOGUE_URL, "CT-chest-plain")).verdict
     assert v.kind == "recognised" and v.item_code == "CT-chest-plain"
     assert v.expires_at == datetime(2027, 5, 2, tzinfo=SH)  # 6 months: last day 1 May 2027
     assert v.credential is not None and v.credential.scope == "discipline:imaging"
@@ -609,7 +609,7 @@ def test_unstated_contrast_is_explained(world: World) -> None:
 
 def test_radiograph_any_contrast_and_loinc_alias(world: World) -> None:
     cr = _study(world, modality="CR", contrast=None)
-    v = world.one(cr, loinc("42272-5")).verdict  # type: ignore[arg-type]
+    v = world.one(cr, loinc("42272-5")).verdict
     assert (v.kind, v.item_code) == ("recognised", "DX-chest")
 
 

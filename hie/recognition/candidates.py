@@ -1,0 +1,208 @@
+"""Stored FHIR JSON → the engine's inputs: :class:`PriorResult` and :class:`PendingOrder`.
+
+Pure reading of the resources the index keeps (Observation, DiagnosticReport, ImagingStudy,
+ServiceRequest), so every edge builds candidates the same way. The caller supplies what is not
+in the resource itself: the producing hospital (the index's source hospital), and the specimen
+type (the index resolves ``Observation.specimen`` to its Specimen; :func:`specimen_type` reads
+the code). References are kept as written: after ingest they are ``Type/id``, which is what
+``PriorResult.members`` and ``PendingOrder.ref`` need.
+
+Times without an offset are read in the exchange's zone (FHIR R4 §2.24.0.3 dateTime: "if hours
+and minutes are specified, a time zone SHALL be populated", but dates alone are allowed), as
+the start of the day or month they name.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from datetime import datetime, tzinfo
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from hie.naming import UCUM
+from hie.recognition.model import Code, PendingOrder, PriorResult
+
+JSON = Mapping[str, Any]
+RESULT_TYPES = frozenset({"Observation", "DiagnosticReport", "ImagingStudy"})
+_PARTIAL = re.compile(r"^(\d{4})(?:-(\d{2}))?(?:-(\d{2}))?$")
+
+
+def prior_result(
+    resource: JSON,
+    *,
+    hospital_id: str,
+    specimen: str | None = None,
+    superseded: bool = False,
+    zone: tzinfo | None = None,
+) -> PriorResult | None:
+    """The candidate a stored result stands for; None for other types or a result with no time."""
+    kind = resource.get("resourceType")
+    if kind not in RESULT_TYPES:
+        return None
+    zone = zone or ZoneInfo("Asia/Shanghai")
+    if kind == "ImagingStudy":
+        return _study(resource, hospital_id, superseded, zone)
+    effective = _effective(resource, zone)
+    if effective is None:
+        return None
+    value, unit = _value(resource)
+    members = resource.get("result" if kind == "DiagnosticReport" else "hasMember", [])
+    return PriorResult(
+        resource_type=str(kind),
+        id=str(resource.get("id", "")),
+        hospital_id=hospital_id,
+        codes=_codes(resource.get("code")),
+        effective=effective,
+        status=str(resource.get("status", "unknown")),
+        version=_version(resource),
+        issued=_instant(resource.get("issued"), zone),
+        value=value,
+        unit=unit,
+        reference_range=_range(resource),
+        specimen=specimen,
+        superseded=superseded,
+        based_on_order=_first_reference(resource.get("basedOn")),
+        display=_display(resource.get("code")),
+        members=tuple(str(m["reference"]) for m in members if m.get("reference")),
+    )
+
+
+def pending_order(
+    resource: JSON, *, hospital_id: str, zone: tzinfo | None = None
+) -> PendingOrder | None:
+    """A ServiceRequest as a pending order; None if it has no authoredOn or is not one."""
+    if resource.get("resourceType") != "ServiceRequest":
+        return None
+    authored = _instant(resource.get("authoredOn"), zone or ZoneInfo("Asia/Shanghai"))
+    if authored is None:
+        return None
+    return PendingOrder(
+        ref=f"ServiceRequest/{resource.get('id', '')}",
+        hospital_id=hospital_id,
+        codes=_codes(resource.get("code")),
+        authored=authored,
+        status=str(resource.get("status", "unknown")),
+        display=_display(resource.get("code")),
+    )
+
+
+def specimen_type(specimen: JSON | None) -> str | None:
+    """The first coded type of a Specimen resource (SNOMED CT or HL7 v2 0487)."""
+    if not specimen:
+        return None
+    for coding in (specimen.get("type") or {}).get("coding", []):
+        if coding.get("code"):
+            return str(coding["code"])
+    return None
+
+
+def _study(resource: JSON, hospital_id: str, superseded: bool, zone: tzinfo) -> PriorResult | None:
+    started = _instant(resource.get("started"), zone)
+    if started is None:
+        return None
+    modality, site = None, None
+    for series in resource.get("series", []):
+        modality = modality or (series.get("modality") or {}).get("code")
+        site = site or (series.get("bodySite") or {}).get("code")
+    if modality is None:
+        modality = next((m.get("code") for m in resource.get("modality", [])), None)
+    codes: list[Code] = []
+    for concept in resource.get("procedureCode", []):
+        codes.extend(_codes(concept))
+    return PriorResult(
+        resource_type="ImagingStudy",
+        id=str(resource.get("id", "")),
+        hospital_id=hospital_id,
+        codes=tuple(codes),
+        effective=started,
+        status=str(resource.get("status", "unknown")),
+        version=_version(resource),
+        superseded=superseded,
+        based_on_order=_first_reference(resource.get("basedOn")),
+        display=resource.get("description"),
+        modality=modality,
+        body_site=site,
+    )
+
+
+def _codes(concept: JSON | None) -> tuple[Code, ...]:
+    return tuple(
+        (str(c["system"]), str(c["code"]))
+        for c in (concept or {}).get("coding", [])
+        if c.get("system") and c.get("code")
+    )
+
+
+def _display(concept: JSON | None) -> str | None:
+    if not concept:
+        return None
+    if concept.get("text"):
+        return str(concept["text"])
+    return next((str(c["display"]) for c in concept.get("coding", []) if c.get("display")), None)
+
+
+def _version(resource: JSON) -> str | None:
+    version = (resource.get("meta") or {}).get("versionId")
+    return None if version is None else str(version)
+
+
+def _effective(resource: JSON, zone: tzinfo) -> datetime | None:
+    for key in ("effectiveDateTime", "effectiveInstant"):
+        if resource.get(key):
+            return _instant(resource[key], zone)
+    period = resource.get("effectivePeriod") or {}
+    return _instant(period.get("start") or period.get("end"), zone)
+
+
+def _instant(text: Any, zone: tzinfo) -> datetime | None:
+    """A FHIR date/dateTime/instant as an aware datetime (the start of a partial date)."""
+    if not isinstance(text, str) or not text:
+        return None
+    partial = _PARTIAL.match(text)
+    if partial:
+        year, month, day = partial.groups()
+        return datetime(int(year), int(month or 1), int(day or 1), tzinfo=zone)
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=zone)
+
+
+def _value(resource: JSON) -> tuple[Decimal | str | None, str | None]:
+    quantity = resource.get("valueQuantity")
+    if quantity:
+        unit = quantity.get("code") if quantity.get("system") == UCUM else None
+        unit = unit or quantity.get("unit")
+        try:
+            number: Decimal | str | None = Decimal(str(quantity["value"]))
+        except (KeyError, InvalidOperation):
+            number = None
+        if number is not None and quantity.get("comparator"):
+            number = f"{quantity['comparator']}{number}"
+        return number, unit
+    if "valueString" in resource:
+        return str(resource["valueString"]), None
+    concept = resource.get("valueCodeableConcept")
+    if concept:
+        return _display(concept) or next((c["code"] for c in concept.get("coding", [])), None), None
+    return None, None
+
+
+def _range(resource: JSON) -> str | None:
+    for r in resource.get("referenceRange", []):
+        if r.get("text"):
+            return str(r["text"])
+        low, high = (r.get("low") or {}).get("value"), (r.get("high") or {}).get("value")
+        if low is not None or high is not None:
+            return f"{'' if low is None else low}-{'' if high is None else high}"
+    return None
+
+
+def _first_reference(refs: Any) -> str | None:
+    for ref in refs or []:
+        if isinstance(ref, Mapping) and ref.get("reference"):
+            return str(ref["reference"])
+    return None
