@@ -168,8 +168,12 @@ def encode_page(after: tuple[Any, str]) -> str:
 def decode_page(token: str) -> tuple[Any, str]:
     try:
         v, rid = orjson.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        value = datetime.fromisoformat(v) if isinstance(v, str) else v
-        if not isinstance(rid, str):
+        # every sort key is an aware datetime (last_updated or a date column): anything
+        # else (a number, null, a naive time) would reach the SQL and fail there
+        if not isinstance(v, str) or not isinstance(rid, str):
+            raise ValueError
+        value = datetime.fromisoformat(v)
+        if value.tzinfo is None:
             raise ValueError
         return value, rid
     except (ValueError, TypeError, orjson.JSONDecodeError):
