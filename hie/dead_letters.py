@@ -81,6 +81,16 @@ class DeadLetters:
         return f"landed: {result.created} created, {result.updated} new versions"
 
     def _remap(self, letter: Letter) -> Batch | None:
+        if letter.content_type == "application/vnd.hie.dicom-study+json":
+            from adapters.base import AdapterError, DeadLetter
+            from adapters.dicom.study import unit_from_payload
+
+            try:
+                unit = unit_from_payload(letter.raw, letter.hospital_id)
+            except AdapterError as exc:
+                dead = DeadLetter(letter.key, letter.raw, str(exc))
+                return Batch(letter.hospital_id, letter.adapter, dead_letters=[dead])
+            return Batch(letter.hospital_id, letter.adapter, units=[unit])
         if "hl7" not in letter.content_type:
             return None
         from adapters.hl7v2.coding import Context

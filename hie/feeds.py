@@ -70,10 +70,11 @@ def build_source(
             hospital_id=hospital.id,
             folder=adapter.path,
             name=adapter.name,
-            wado_base_url=getattr(adapter, "wado_base_url", None),
-            settle_seconds=0.0,
+            wado_base_url=adapter.wado_base_url,
+            settle_seconds=adapter.settle_seconds,
         )
     if isinstance(adapter, DicomWebAdapter):
+        from adapters.dicomweb.qido import RetryPolicy
         from adapters.dicomweb.source import dicomweb_source
 
         auth = adapter.auth
@@ -86,6 +87,11 @@ def build_source(
             page_size=adapter.page_size,
             timeout=adapter.timeout,
             connect_timeout=adapter.connect_timeout,
+            retry=RetryPolicy(
+                attempts=adapter.max_attempts,
+                backoff_base=adapter.backoff_base,
+                backoff_max=adapter.backoff_max,
+            ),
             wado_base_url=adapter.base_url,
         )
         stack.callback(client.close)

@@ -293,6 +293,10 @@ class DicomWebAdapter(_Http):
 
 class DicomFolderAdapter(_Folder):
     kind: Literal["dicom-folder"]
+    # The PACS that holds these images (its DICOMweb base): the ImagingStudy's Endpoint.
+    # Without it the studies are indexed but cannot be opened from the reference.
+    wado_base_url: HttpUrl | None = None
+    settle_seconds: float = Field(default=30.0, ge=0)  # files younger than this wait a run
 
 
 class CsvColumns(_Model):
