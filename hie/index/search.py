@@ -233,6 +233,8 @@ class Searcher:
         elif name == "_sort":
             if value not in SORTS:
                 raise Invalid(f"_sort supports {', '.join(SORTS)}", expression="_sort")
+            if value.lstrip("-") in ("date", "started") and _date_column(index) is None:
+                raise Invalid(f"{q.rtype} has no date to sort by", expression="_sort")
             q.sort = value
         elif name == "_summary":
             if value == "count":
@@ -315,8 +317,8 @@ class Searcher:
         index = TYPE_INDEX.get(q.rtype)
         base = select(R.c.id, R.c.body, R.c.last_updated, R.c.patient_id)
         date_col = None
-        if q.sort.lstrip("-") in ("date", "started") and index is not None:
-            date_col = index.c["effective"] if "effective" in index.c else index.c["started"]
+        if q.sort.lstrip("-") in ("date", "started"):
+            date_col = _date_column(index)
         if index is not None:
             base = base.add_columns(*(index.c[c] for c in ("effective", "started") if c in index.c))
             base = base.join(index, index.c.id == R.c.id)
@@ -352,6 +354,16 @@ class Searcher:
         return int(
             conn.execute(stmt.where(R.c.type == q.rtype, not_(R.c.deleted), *q.where)).scalar_one()
         )
+
+
+def _date_column(index: Any) -> Any:
+    """The column ``_sort=date`` orders by, or None for a type without one (Patient)."""
+    if index is None:
+        return None
+    for name in ("effective", "started"):
+        if name in index.c:
+            return index.c[name]
+    return None
 
 
 def _like_prefix(value: str) -> str:
