@@ -16,10 +16,14 @@ survived by at least one key:
 ``nm:{fuzzy pinyin}:{y}``   soundex-like pinyin of the whole name (zh/z, ch/c, sh/s, -ng/-n,
                             l/n merged, both orders) and birth year: survives a wrong day
                             or month and homophones
+``nd:{fuzzy pinyin}:{mmdd}`` the same name and month-day: survives a wrong year
+``nn:{fuzzy pinyin}``       the name alone; *queried* only for a record without a birth date
+                            (it is large for common names)
 =========================== ===============================================================
 
-A directory stores, for each patient, the keys of every record linked to it; the keys are
-plain strings so that an SQL table ``(key, patient_id)`` with an index on ``key`` serves them.
+A directory stores, for each patient, the :func:`blocking_keys` of every record linked to it;
+the linker asks with :func:`query_keys` (a subset). The keys are plain strings so that an SQL
+table ``(key, patient_id)`` with an index on ``key`` serves them.
 """
 
 from __future__ import annotations
@@ -41,10 +45,22 @@ def blocking_keys(traits: Traits) -> list[str]:
         for initial in initials:
             keys[f"bd:{d.year:04d}{low:02d}{high:02d}{initial}"] = None
     years = sorted({d.year for d in dates})
+    month_days = sorted({f"{d:%m%d}" for d in dates})
     for n in traits.names:
         if n.placeholder is not None:
             continue
-        for spelled in {fuzzy(n.full), fuzzy(n.reversed)}:
+        for spelled in sorted({fuzzy(n.full), fuzzy(n.reversed)}):
             for year in years:
                 keys[f"nm:{spelled}:{year}"] = None
+            for md in month_days:
+                keys[f"nd:{spelled}:{md}"] = None
+            keys[f"nn:{spelled}"] = None
     return list(keys)
+
+
+def query_keys(traits: Traits) -> list[str]:
+    """The keys to look candidates up by: name-only keys just when there is no birth date."""
+    keys = blocking_keys(traits)
+    if traits.effective_birth_dates:
+        return [k for k in keys if not k.startswith("nn:")]
+    return keys

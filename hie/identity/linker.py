@@ -9,9 +9,10 @@ The order of evidence (issue 6):
    birth date is more often a wrong number than a wrong date.
 2. **Probabilistic**: candidates from the blocking keys, scored (:mod:`.scoring`). Different
    validated national IDs never match (twins). The best candidate is linked only if its
-   score reaches ``auto_link``, nothing in the comparison asks for a human, and no
-   other candidate could be linked as well; from ``review_floor`` up it goes to review; below,
-   the record starts a new patient. The grey zone is never merged automatically.
+   score reaches ``auto_link``, nothing in the comparison asks for a human, no other
+   candidate could be linked as well, and no other candidate looks like a twin (same birth
+   date and home, another name); from ``review_floor`` up it goes to review; below, the
+   record starts a new patient. The grey zone is never merged automatically.
 
 The decision is pure data; storing links, their history and the review queue is the index's
 job (see :mod:`.events`).
@@ -23,9 +24,16 @@ from dataclasses import dataclass
 from typing import Literal
 
 from hie import naming
-from hie.identity.blocking import blocking_keys
+from hie.identity.blocking import query_keys
 from hie.identity.directory import Candidate, InMemoryDirectory, PatientDirectory
-from hie.identity.scoring import DEFAULT_WEIGHTS, Comparison, Weights, compare, conflicts
+from hie.identity.scoring import (
+    DEFAULT_WEIGHTS,
+    NAME_LINKABLE,
+    Comparison,
+    Weights,
+    compare,
+    conflicts,
+)
 from hie.identity.traits import Traits
 
 __all__ = [
@@ -107,16 +115,13 @@ def decide(record: Traits, directory: PatientDirectory, settings: MatchSettings)
         pid = directory.by_identifier(system, value)
         if pid is not None:
             hits.append((rule, pid))
-    candidates = {c.patient_id: c for c in directory.candidates(blocking_keys(record))}
+    candidates = {c.patient_id: c for c in directory.candidates(query_keys(record))}
 
     if hits:
         return _deterministic(record, hits, candidates, settings)
 
-    scored: list[tuple[Comparison, str]] = []
-    for pid, cand in candidates.items():
-        comparison = compare(record, cand.traits, settings.weights)
-        if comparison.hard_nonmatch is None:
-            scored.append((comparison, pid))
+    compared = [(compare(record, c.traits, settings.weights), pid) for pid, c in candidates.items()]
+    scored = [(c, pid) for c, pid in compared if c.hard_nonmatch is None]
     if not scored:
         return NewPatient()
     scored.sort(key=lambda s: (-s[0].score, s[1]))
@@ -127,6 +132,11 @@ def decide(record: Traits, directory: PatientDirectory, settings: MatchSettings)
     rivals = [pid for c, pid in scored[1:] if c.score >= settings.auto_link and not c.review_only]
     if rivals:
         reasons.append(f"patient {rivals[0]} matches as well")
+    twins = [pid for c, pid in compared if pid != best_pid and _household_sibling(c)]
+    if twins:
+        # A one-character typo can turn one twin's name into the other's: only a human (or
+        # an ID) can tell which twin this record is.
+        reasons.append(f"patient {twins[0]} shares birth date and home under another name (twin?)")
     if best.score >= settings.auto_link and not reasons:
         return Link(best_pid, "probabilistic", best.score)
     if not reasons:
@@ -135,6 +145,14 @@ def decide(record: Traits, directory: PatientDirectory, settings: MatchSettings)
             f"and auto-link {settings.auto_link:g}"
         )
     return Review(best_pid, best.score, tuple(reasons))
+
+
+def _household_sibling(c: Comparison) -> bool:
+    """Same birth date and phone or address, different name: the signature of a twin."""
+    home = c.levels.get("phone") == "agree" or c.levels.get("address") == "exact"
+    return (
+        c.levels.get("birth_date") == "exact" and home and c.levels.get("name") not in NAME_LINKABLE
+    )
 
 
 def _deterministic(

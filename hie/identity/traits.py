@@ -29,6 +29,7 @@ Identifier = tuple[str, str]  # (system, value)
 # Mobile numbers everyone types when the patient has none.
 _JUNK_PHONES = frozenset({"13800138000", "12345678901", "13888888888", "13000000000"})
 _ADDRESS_PREFIX = re.compile(r"^(中华人民共和国|中国)")
+_DIGITS_START = re.compile(r"(?<=\D)(?=\d)")
 _ROOM = re.compile(r"^(\d+)[室房]$")  # "502室" and a bare "502" are the same room
 # Address parts end in one of these (GB/T 2260 levels, then street, building, unit, room).
 _ADDRESS_PART = re.compile(
@@ -132,7 +133,7 @@ def phone_digits(value: str) -> str | None:
 
 
 def address_parts(text: str) -> frozenset[str]:
-    """An address as a set of parts: ``南山区``, ``科技园路``, ``10号``, ``3栋``, ``502室`` ...
+    """An address as a set of parts: ``南山区``, ``科技园路``, ``10号``, ``3栋``, ``502`` ...
 
     Latin addresses become upper-case words. Province and city parts are dropped; the
     district stays.
@@ -141,7 +142,9 @@ def address_parts(text: str) -> frozenset[str]:
     s = _ADDRESS_PREFIX.sub("", s)
     if not any("\u4e00" <= c <= "\u9fff" for c in s):
         return frozenset(w for w in re.split(r"[^A-Z0-9]+", text.upper()) if w)
-    parts = [_ROOM.sub(r"\1", p) for p in _ADDRESS_PART.findall(s) if p]
+    # A number starts a new part too: estate names ("幸福海岸37栋") carry no suffix.
+    chunks = _DIGITS_START.split(s)
+    parts = [_ROOM.sub(r"\1", p) for c in chunks for p in _ADDRESS_PART.findall(c) if p]
     return frozenset(
         p
         for p in parts

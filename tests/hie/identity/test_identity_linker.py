@@ -84,10 +84,13 @@ def test_twins_with_their_own_ids_stay_apart(exchange: Exchange, traits_of: Trai
     second = exchange.ingest("twin-haoyu-szch", traits_of("twin-haoyu-szch"))
     assert isinstance(first, NewPatient) and isinstance(second, NewPatient)
     assert exchange.patient_of["twin-haoran-szch"] != exchange.patient_of["twin-haoyu-szch"]
-    # Later one twin arrives without an ID: linked to that twin, not the other.
+    # Later one twin arrives without an ID. Its name matches one twin exactly, but a single
+    # mistyped character would make it the other twin: a human confirms, the right twin is
+    # the suggestion.
     third = exchange.ingest("twin-haoyu-pkuszh-noid", traits_of("twin-haoyu-pkuszh-noid"))
-    assert isinstance(third, Link) and third.rule == "probabilistic"
-    assert third.patient_id == exchange.patient_of["twin-haoyu-szch"]
+    assert isinstance(third, Review)
+    assert third.candidate_patient_id == exchange.patient_of["twin-haoyu-szch"]
+    assert any("twin" in r for r in third.reasons)
 
 
 def test_a_twin_without_id_is_never_linked_to_the_other_twin(
@@ -265,3 +268,27 @@ def _without_ids(traits_of: TraitsOf, name: str) -> dict[str, Any]:
         "birthDate": "1980-03-15",
         "telecom": [{"system": "phone", "value": "13812345678"}],
     }
+
+
+def test_a_typo_that_turns_one_twin_into_the_other_is_not_linked(
+    exchange: Exchange, traits_of: TraitsOf, patients: dict[str, dict[str, Any]]
+) -> None:
+    # Found by the benchmark: 陈浩然 registered without ID as "陈浩宇" (one mistyped
+    # character = his twin's exact name), new phone, same address.
+    exchange.ingest("twin-haoran-szch", traits_of("twin-haoran-szch"))
+    exchange.ingest("twin-haoyu-szch", traits_of("twin-haoyu-szch"))
+    typo = dict(patients["twin-haoyu-pkuszh-noid"])
+    typo["telecom"] = [{"system": "phone", "value": "13600009999"}]
+    decision = decide(from_patient(typo), exchange.directory, exchange.settings)
+    assert isinstance(decision, Review)
+    assert any("twin" in r for r in decision.reasons)
+
+
+def test_a_record_without_birth_date_still_finds_its_candidates(
+    exchange: Exchange, traits_of: TraitsOf, patients: dict[str, dict[str, Any]]
+) -> None:
+    exchange.ingest("zhangwei-szph", traits_of("zhangwei-szph"))
+    undated = {k: v for k, v in patients["zhangwei-hkuszh-typo"].items() if k != "birthDate"}
+    decision = decide(from_patient(undated), exchange.directory, exchange.settings)
+    assert isinstance(decision, Review)  # found by name alone, never linked without a date
+    assert "no birth date to compare" in decision.reasons

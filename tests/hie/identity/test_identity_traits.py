@@ -11,7 +11,7 @@ import pytest
 
 from hie import naming
 from hie.identity import Traits, from_patient
-from hie.identity.blocking import blocking_keys
+from hie.identity.blocking import blocking_keys, query_keys
 from hie.identity.names import NameForm, forms_of, fuzzy, latin, pinyin
 from hie.identity.traits import address_parts, phone_digits
 
@@ -107,6 +107,15 @@ def test_address_parts_drop_province_and_city() -> None:
     b = address_parts("南山区 科技园路 10号 3栋 502")
     assert a == b == {"南山区", "科技园路", "10号", "3栋", "502"}
     assert address_parts("12 Baker Street, London") == {"12", "BAKER", "STREET", "LONDON"}
+    # an estate name without a suffix still separates from its building number
+    assert address_parts("福田区学府路73号幸福海岸37栋1910") == {
+        "福田区",
+        "学府路",
+        "73号",
+        "幸福海岸",
+        "37栋",
+        "1910",
+    }
 
 
 def test_identifiers_are_normalised_and_others_kept() -> None:
@@ -168,3 +177,12 @@ def test_blocking_keys_include_identifiers_and_phones(
 def test_placeholder_names_make_no_name_key(patients: dict[str, dict[str, Any]]) -> None:
     keys = blocking_keys(from_patient(patients["newborn-of-lina-szmch"]))
     assert not [k for k in keys if k.startswith("nm:")]
+
+
+def test_name_only_keys_are_queried_only_without_a_birth_date() -> None:
+    dated = from_patient({"name": [{"text": "张伟"}], "birthDate": "1980-03-15"})
+    undated = from_patient({"name": [{"text": "张伟"}]})
+    assert "nn:ZANWEI" in blocking_keys(dated)  # stored, so an undated record can find it
+    assert "nn:ZANWEI" not in query_keys(dated)
+    assert "nn:ZANWEI" in query_keys(undated)
+    assert "nd:ZANWEI:0315" in query_keys(dated)  # a wrong year still meets
