@@ -108,6 +108,13 @@ def source_identifier(resource: JSON, hospital_id: str | None) -> str | None:
 _UNION = ("identifier", "name", "telecom", "address")
 
 
+def _in_entry(issue: Issue, n: int, rtype: str) -> Issue:
+    """An issue found inside a Bundle, pointed at its entry (FHIRPath from the Bundle)."""
+    expr = issue.expression or rtype
+    path = f"Bundle.entry[{n}].resource" + expr.removeprefix(rtype)
+    return Issue(issue.diagnostics, issue.code, issue.severity, path)
+
+
 def merge_patient(stored: JSON, incoming: JSON) -> JSON:
     """``incoming`` over ``stored``: list elements are unioned, anything else is replaced."""
     merged = {k: v for k, v in stored.items() if k not in ("id", "meta")}
@@ -239,9 +246,9 @@ class Ingestor:
     ) -> ItemOutcome:
         entries = [(e.full_url, dict(e.resource)) for e in unit.entries]
         # 1. Give every entry its id: the stored one for a known source identifier.
-        plan: list[tuple[JSON, str, Current | None, str | None]] = []
+        plan: list[tuple[JSON, str, Current | None, str | None, int]] = []
         local: dict[str, str] = {}
-        for full_url, res in entries:
+        for n, (full_url, res) in enumerate(entries):
             rtype = res["resourceType"]
             source = source_identifier(res, hospital_id)
             prev = self.store.by_source(conn, rtype, hospital_id, source) if source else None
@@ -266,23 +273,30 @@ class Ingestor:
                 res = merge_patient(orjson.loads(prev.body), res)
             if full_url:
                 local[full_url] = f"{rtype}/{rid}"
-            plan.append((res, rid, prev, source))
+            plan.append((res, rid, prev, source, n))
         # 2. Point references between entries at the ids just given (transaction semantics).
-        for res, _, _, _ in plan:
+        for res, *_ in plan:
             for ref in _walk_refs(res):
                 if ref["reference"] in local:
                     ref["reference"] = local[ref["reference"]]
         # 3. Patients first, then everything that refers to them.
         outcome = ItemOutcome(unit.key, "unchanged")
         patients: dict[str, str] = {}
-        for res, rid, prev, source in sorted(plan, key=lambda p: p[0]["resourceType"] != "Patient"):
+        for res, rid, prev, source, n in sorted(
+            plan, key=lambda p: p[0]["resourceType"] != "Patient"
+        ):
             rtype = res["resourceType"]
             record_id: str | None = None
             if rtype == "Patient":
                 patient_id: str | None = None
                 record_id = rid
             else:
-                patient_id, record_id = self._patient_of(conn, res, patients)
+                try:
+                    patient_id, record_id = self._patient_of(conn, res, patients)
+                except FhirError as exc:
+                    if len(entries) > 1:
+                        exc.issues = [_in_entry(i, n, rtype) for i in exc.issues]
+                    raise
             written = self._upsert(
                 conn, res, rid, prev, source, hospital_id, patient_id, record_id, now
             )

@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from decimal import Decimal, InvalidOperation
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import orjson
 from sqlalchemy import Connection, select
@@ -35,6 +35,7 @@ from hie.recognition import (
     evaluate,
     lookup_from,
 )
+from hie.recognition.candidates import prior_result, specimen_type
 from hie.recognition.model import Code
 
 JSON = dict[str, Any]
@@ -73,95 +74,10 @@ def parse_at(value: str | None, tz: str) -> datetime:
         raise Invalid(f"at: {exc}", expression="at") from None
 
 
-def _instant(value: Any, tz: str) -> datetime | None:
-    if not isinstance(value, str):
-        return None
-    try:
-        return parse_range(value, tz)[0]
-    except BadDate:
-        return None
-
-
-def _codes(res: JSON) -> tuple[Code, ...]:
-    return tuple(
-        (str(c.get("system") or ""), str(c["code"]))
-        for c in (res.get("code") or {}).get("coding") or []
-        if isinstance(c, dict) and c.get("code")
-    )
-
-
-def to_prior_result(res: JSON, hospital_id: str | None, tz: str) -> PriorResult | None:
-    """Stored JSON → the engine's value object; None for what cannot be a candidate."""
-    rtype = res.get("resourceType")
-    effective = None
-    if rtype in RESULT_TYPES:
-        effective = _instant(res.get("effectiveDateTime") or res.get("effectiveInstant"), tz)
-        if effective is None and isinstance(res.get("effectivePeriod"), dict):
-            effective = _instant(res["effectivePeriod"].get("start"), tz)
-    elif rtype == "ImagingStudy":
-        effective = _instant(res.get("started"), tz)
-    if effective is None or not hospital_id:
-        return None
-    value: Decimal | str | None = None
-    unit = None
-    q = res.get("valueQuantity")
-    if isinstance(q, dict) and q.get("value") is not None:
-        try:
-            value = Decimal(str(q["value"]))
-        except InvalidOperation:
-            value = None
-        unit = q.get("code") or q.get("unit")
-    elif isinstance(res.get("valueString"), str):
-        value = res["valueString"]
-    ranges = res.get("referenceRange") or []
-    ref_range = None
-    if ranges and isinstance(ranges[0], dict):
-        r = ranges[0]
-        low, high = (r.get("low") or {}).get("value"), (r.get("high") or {}).get("value")
-        ref_range = r.get("text") or (
-            f"{low}-{high}" if low is not None or high is not None else None
-        )
-    members = tuple(
-        m["reference"]
-        for key in ("result", "hasMember")
-        for m in res.get(key) or []
-        if isinstance(m, dict) and isinstance(m.get("reference"), str)
-    )
-    modality = body_site = None
-    if rtype == "ImagingStudy":
-        mods = [m.get("code") for m in res.get("modality") or [] if isinstance(m, dict)]
-        series = [s for s in res.get("series") or [] if isinstance(s, dict)]
-        mods += [(s.get("modality") or {}).get("code") for s in series]
-        modality = next((m for m in mods if m), None)
-        body_site = next(
-            ((s.get("bodySite") or {}).get("code") for s in series if s.get("bodySite")), None
-        )
-    based_on = next(
-        (b.get("reference") for b in res.get("basedOn") or [] if isinstance(b, dict)), None
-    )
-    meta = res.get("meta") or {}
-    code = res.get("code") or {}
-    display = code.get("text") or next(
-        (c.get("display") for c in code.get("coding") or [] if c.get("display")), None
-    )
-    return PriorResult(
-        resource_type=str(rtype),
-        id=str(res.get("id")),
-        hospital_id=hospital_id,
-        codes=_codes(res),
-        effective=effective,
-        status=str(res.get("status") or "unknown"),
-        version=str(meta.get("versionId")) if meta.get("versionId") else None,
-        issued=_instant(res.get("issued"), tz),
-        value=value,
-        unit=unit,
-        reference_range=ref_range,
-        members=members,
-        based_on_order=based_on,
-        display=display or res.get("description"),
-        modality=modality,
-        body_site=body_site,
-    )
+def _specimen_ref(doc: JSON) -> str | None:
+    spec = doc.get("specimen")
+    ref = spec.get("reference") if isinstance(spec, dict) else None
+    return ref if isinstance(ref, str) else None
 
 
 class PriorResults:
@@ -178,6 +94,7 @@ class PriorResults:
         self.hospitals = hospitals
         self.decisions = decisions
         self.tz = tz
+        self.zone = ZoneInfo(tz)
         self.profiles = {
             h.id: HospitalProfile(h.id, h.level, h.name_zh, h.name_en) for h in hospitals.hospitals
         }
@@ -236,12 +153,35 @@ class PriorResults:
                 )
             ).all()
             rows.update({(r.type, r.id): (r.hospital_id, r.body) for r in found})
+        docs = {key: (hospital, orjson.loads(body)) for key, (hospital, body) in rows.items()}
+        specimens = self._specimens(conn, [doc for _, doc in docs.values()])
         out = []
-        for hospital_id, body in rows.values():
-            pr = to_prior_result(orjson.loads(body), hospital_id, self.tz)
+        for (rtype, rid), (hospital_id, doc) in docs.items():
+            if not hospital_id:
+                continue
+            specimen = specimens.get(_specimen_ref(doc))
+            pr = prior_result(doc, hospital_id=hospital_id, specimen=specimen, zone=self.zone)
             if pr is not None:
                 out.append(pr)
+            if int((doc.get("meta") or {}).get("versionId") or 1) > 1:
+                # Earlier versions go in too: the engine marks them superseded by the correction.
+                for _, _, body in self.store.history_in(conn, rtype, rid):
+                    old = orjson.loads(body)
+                    if old.get("meta", {}).get("versionId") == doc["meta"]["versionId"]:
+                        continue
+                    prev = prior_result(old, hospital_id=hospital_id, zone=self.zone)
+                    if prev is not None:
+                        out.append(prev)
         return out
+
+    def _specimens(self, conn: Connection, docs: list[JSON]) -> dict[str | None, str | None]:
+        refs = {_specimen_ref(d) for d in docs} - {None}
+        ids = {r.split("/", 1)[1] for r in refs if r and r.startswith("Specimen/")}
+        found = self._bodies(conn, {("Specimen", i) for i in ids})
+        return {
+            f"Specimen/{rid}": specimen_type(orjson.loads(body))
+            for (_, rid), (_, body) in found.items()
+        }
 
     def _bodies(
         self, conn: Connection, keys: set[tuple[str, str]]

@@ -351,3 +351,12 @@ class Store:
         conn.execute(_PATIENT_TOKEN, params)
         if rtype in _PATIENT_INDEX:
             conn.execute(_PATIENT_INDEX[rtype], {"_id": rid, "_patient": patient_id})
+
+    def history_in(self, conn: Connection, rtype: str, rid: str) -> list[tuple[int, datetime, bytes]]:
+        """Every version of a resource, newest first, inside the caller's transaction."""
+        rows = conn.execute(
+            select(RV.c.version_id, RV.c.last_updated, RV.c.body)
+            .where(RV.c.type == rtype, RV.c.id == rid)
+            .order_by(RV.c.version_id.desc())
+        ).all()
+        return [(r.version_id, r.last_updated, r.body) for r in rows]
