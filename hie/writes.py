@@ -20,6 +20,7 @@ from hie.index.store import R
 from hie.ingest import ItemOutcome, Written
 from hie.outcome import (
     FhirError,
+    Forbidden,
     Invalid,
     NotSupported,
     PreconditionFailed,
@@ -197,7 +198,9 @@ class Writer:
         if kind == "transaction":
             bad = [p for p in problems if p]
             if bad:
-                raise Invalid(bad[0].diagnostics, issues=[i for p in bad for i in p.issues])
+                # the refusal keeps its own status: a scope the token lacks is a 403, not a 400
+                worst = next((p for p in bad if isinstance(p, Forbidden)), bad[0])
+                raise type(worst)(worst.diagnostics, issues=[i for p in bad for i in p.issues])
             unit = Unit(key="transaction", entries=tuple(entries), raw=body)
             outcomes = self._ingest(principal, [unit]) if entries else []
             if outcomes and not outcomes[0].ok:
