@@ -21,14 +21,18 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import threading
+import time
+import zlib
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
 from typing import Protocol
 
-from adapters.base import Batch, DeadLetter
+from adapters.base import Batch, DeadLetter, Unit
 from adapters.hl7v2 import charset
 from adapters.hl7v2.ack import Header, build_ack
 from adapters.hl7v2.coding import CodeMapper, Context, NoMapping
@@ -47,6 +51,7 @@ from adapters.hl7v2.timestamp import SHANGHAI
 log = logging.getLogger(__name__)
 
 START, END = b"\x0b", b"\x1c\x0d"
+_ATTEMPTS = 4  # ingest attempts for a unit refused only because of a concurrent update
 
 
 class IssueLike(Protocol):
@@ -111,6 +116,7 @@ class MllpListener:
         self.terminology = terminology or NoMapping()
         self.tz = tz
         self.clock = clock or (lambda: datetime.now(self.tz))
+        self._stripes = [threading.Lock() for _ in range(64)]
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -203,7 +209,8 @@ class MllpListener:
             return self._reject(block, framed, exc, header, hospital, msg)
         batch = Batch(hospital, self.config.adapter, units=[unit])
         try:
-            result = self.handle(batch)
+            with self._patient_lock(unit):
+                result = self._ingest(batch)
         except Exception:
             log.exception("ingest failed for %s from %s", key, hospital)
             return self._ack(
@@ -226,6 +233,40 @@ class MllpListener:
             or "ingest rejected the message"
         )
         return self._ack(header, msg, "AE", reason, None, "207")
+
+    def _patient_lock(self, unit: Unit) -> ExitStack:
+        """Hold the lock stripes of the unit's patient identifiers while ingest runs.
+
+        Two results for the same person arriving at once on different connections would
+        otherwise race to create and link the same patient record, and one would fail with a
+        conflict. Stripes are taken in index order, so two units can never deadlock.
+        """
+        keys = {
+            f"{i.get('system')}|{i.get('value')}"
+            for e in unit.entries
+            if e.resource.get("resourceType") == "Patient"
+            for i in e.resource.get("identifier", [])
+        }
+        stack = ExitStack()
+        for n in sorted({zlib.crc32(k.encode()) % len(self._stripes) for k in keys}):
+            stack.enter_context(self._stripes[n])
+        return stack
+
+    def _ingest(self, batch: Batch) -> ResultLike:
+        """Ingest, retrying a unit refused only for a concurrent update (another process)."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            result = self.handle(batch)
+            item = result.items[0] if result.items else None
+            transient = (
+                item is not None
+                and not item.ok
+                and item.issues
+                and all(getattr(i, "code", None) == "conflict" for i in item.issues)
+            )
+            if not transient or attempt == _ATTEMPTS:
+                return result
+            time.sleep(random.uniform(0.01, 0.05) * attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
 
     def _hospital(self, msg: V2Message) -> str | None:
         facility = msg.sending_facility
