@@ -39,11 +39,12 @@ def parse_range(value: str, tz: str = "Asia/Shanghai") -> tuple[datetime, dateti
             start, step = datetime(year, int(g["m"]), int(g["d"])), "day"
         else:
             sec = int(g["S"] or 0)
-            micro = int(round(float(g["f"]) * 1_000_000)) if g["f"] else 0
-            start = datetime(
-                year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), sec, min(micro, 999999)
-            )
+            digits = g["f"][1:7] if g["f"] else ""  # the index keeps microseconds
+            micro = int(digits.ljust(6, "0")) if digits else 0
+            start = datetime(year, int(g["m"]), int(g["d"]), int(g["H"]), int(g["M"]), sec, micro)
             step = "second" if g["S"] is not None else "minute"
+            if digits:  # "…:31.458" is the millisecond [.458, .459), not one microsecond
+                step = f"fraction{len(digits)}"
     except ValueError as exc:
         raise BadDate(f"{value!r} is not a valid date: {exc}") from None
     try:  # the range's end or the shift to UTC can leave years 1..9999 (e.g. "9999")
@@ -88,9 +89,9 @@ def _advance(start: datetime, step: str) -> datetime:
         return start + timedelta(days=1)
     if step == "minute":
         return start + timedelta(minutes=1)
-    return start + timedelta(seconds=1) if start.microsecond == 0 else start + timedelta(
-        microseconds=1
-    )
+    if step.startswith("fraction"):
+        return start + timedelta(microseconds=10 ** (6 - int(step.removeprefix("fraction"))))
+    return start + timedelta(seconds=1)
 
 
 EPOCH = datetime(1, 1, 1, tzinfo=UTC)  # sorts before any real date (paging over NULLs)
