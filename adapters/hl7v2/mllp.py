@@ -177,6 +177,22 @@ class MllpListener:
 
     # -- one block → one ACK (runs in a worker thread) ----------------------------------
     def process(self, block: bytes) -> Reply:
+        """The ACK for one MLLP block; a bug in hie still answers (AR) instead of hanging up."""
+        try:
+            return self._process(block)
+        except Exception:
+            log.exception("MLLP listener failed on a block of %d bytes", len(block))
+            framed = split_messages(block)
+            return self._ack(
+                Header.peek(framed[0] if framed else None),
+                None,
+                "AR",
+                "the exchange failed on this message and has logged it; send it again later",
+                None,
+                INTERNAL_ERROR,
+            )
+
+    def _process(self, block: bytes) -> Reply:
         framed_all = split_messages(block)
         framed = framed_all[0] if framed_all else None
         if framed is None or len(framed_all) > 1:

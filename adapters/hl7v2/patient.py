@@ -4,7 +4,8 @@ Identifier rule for PID-3 (repeating CX; HL7 v2.5.1 §3.4.2.3, identifier types 
 
 * **National ID** (居民身份证号, GB 11643-1999): CX.5 type ``NNCHN`` (the 0203
   ``NNxxx`` pattern with ISO 3166 ``CHN``), ``NI``, ``CZ``, ``ID card`` or the local ``SFZ`` /
-  ``身份证``; or CX.4 assigning authority ``CHN``/``MPS``/text containing 身份证 or 公安.
+  ``身份证``; or, when CX.5 is empty, CX.4 assigning authority ``CHN``/``MPS``/text
+  containing 身份证 or 公安 (an explicit CX.5 such as ``MR`` always wins).
   The value must be 18 characters with a valid GB 11643 check digit; a hinted value that
   fails the check rejects the message (a mistyped ID would link the wrong person); it is
   never silently kept.
@@ -150,11 +151,10 @@ def identifiers(pid: Segment, ctx: Context) -> list[JSON]:
         kind = pid.get(3, 5, rep=rep).upper().replace(" ", "")
         authority = pid.get(3, 4, 1, rep=rep)
         where = pid.loc(3, rep)
-        if (
-            kind in _NATIONAL_TYPES
-            or authority.upper() in _NATIONAL_AUTHORITIES
-            or any(hint in authority for hint in ("身份证", "公安"))
-        ):
+        hinted = authority.upper() in _NATIONAL_AUTHORITIES or any(
+            hint in authority for hint in ("身份证", "公安")
+        )
+        if kind in _NATIONAL_TYPES or (not kind and hinted):
             if not is_valid_national_id(value):
                 raise MessageError(
                     f"national ID {value!r} is not a valid GB 11643 resident ID number "

@@ -219,6 +219,22 @@ def test_an_ingest_failure_asks_the_sender_to_resend(fake: FakeIngest) -> None:
     assert "send it again" in str(ack.segment("ERR")(8))
 
 
+def test_a_bug_in_mapping_still_gets_an_answer(
+    fake: FakeIngest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import adapters.hl7v2.mllp as mllp
+
+    def boom(*_: object, **__: object) -> None:
+        raise KeyError("surprise")
+
+    monkeypatch.setattr(mllp, "map_oru", boom)
+    listener = MllpListener(fake, MllpConfig(hospital_id="szph"), clock=lambda: NOW)
+    reply = listener.process(oru("SZ-BUG").encode())
+    ack = ack_of(b"\x0b" + reply.ack + b"\x1c\r")
+    assert field_of(ack, "MSA", 1) == "AR" and field_of(ack, "MSA", 2) == "SZ-BUG"
+    assert str(ack.segment("ERR")(3)).startswith("207^")
+
+
 def test_facility_routing_and_unknown_facility(fake: FakeIngest) -> None:
     cfg = MllpConfig(facilities={"SZPH": "szph", "PKUSZH": "pkuszh"})
     listener = MllpListener(fake, cfg, clock=lambda: NOW)

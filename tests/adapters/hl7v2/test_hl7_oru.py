@@ -70,6 +70,15 @@ def test_pid3_identifier_rule() -> None:
     ]
 
 
+def test_an_explicit_identifier_type_wins_over_authority_hints() -> None:
+    pid = "PID|1||SZ1001^^^CHN^MR~440305198003151231^^^CHN||Z^W"
+    (patient,) = of_type(unit(pid, OBR), "Patient")
+    assert [(i["system"], i["value"]) for i in patient["identifier"]] == [
+        (naming.mrn("szph"), "SZ1001"),
+        (naming.NATIONAL_ID, "440305198003151231"),
+    ]
+
+
 @pytest.mark.parametrize(
     "cx",
     [
