@@ -295,8 +295,8 @@ class Searcher:
             col = index.c[param.column] if index is not None else None
             if col is None:
                 raise NotSupported(f"{param.name} cannot be searched", expression=param.name)
-            for v in values:  # comma = OR for dates too
-                q.where.append(_date_cond(col, v, self.tz, param.name))
+            # comma = OR for dates too (R4 §3.1.1.5.8); repeating the parameter is AND
+            q.where.append(or_(*(_date_cond(col, v, self.tz, param.name) for v in values)))
         elif param.kind == "string":
             alts = []
             for v in values:
