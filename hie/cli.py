@@ -102,6 +102,7 @@ def token(
     client: Annotated[str, typer.Option(help="Client id the token is issued to")],
     hospital: Annotated[str | None, typer.Option(help="Hospital the client acts for")] = None,
     scope: Annotated[list[str] | None, typer.Option(help="SMART v2 scope; repeat")] = None,
+    role: Annotated[list[str] | None, typer.Option(help="Role, e.g. ops; repeat")] = None,
     lifetime: Annotated[int, typer.Option(help="Seconds")] = 3600,
 ) -> None:
     """Mint a token for local use (signed with HIE_JWT_SECRET)."""
@@ -115,6 +116,7 @@ def token(
             client,
             hospital_id=hospital,
             scopes=tuple(scope or ALL_SCOPES),
+            roles=tuple(role or ()),
             lifetime_s=lifetime,
         )
     )
@@ -271,6 +273,85 @@ def dead_retry(
     outcome = DeadLetters(exchange).retry(letter_id)
     print(outcome)
     raise typer.Exit(0 if outcome.startswith("landed") else 1)
+
+
+patients_app = typer.Typer(
+    help="Patient identity: review queue, unlink, merge.", no_args_is_help=True
+)
+app.add_typer(patients_app, name="patients")
+
+
+def _mpi() -> tuple[Any, Any]:
+    from hie.services import build_exchange
+
+    exchange = build_exchange(_settings())
+    return exchange, exchange.registry.mpi
+
+
+@patients_app.command("review")
+def patients_review(
+    accept: Annotated[int | None, typer.Option(help="Accept this review item")] = None,
+    reject: Annotated[int | None, typer.Option(help="Reject this review item")] = None,
+    actor: Annotated[str, typer.Option(help="Who decides (recorded)")] = "cli",
+    status: Annotated[str, typer.Option(help="open | accepted | rejected | all")] = "open",
+) -> None:
+    """List candidate links waiting for a human, or accept / reject one."""
+    from rich.table import Table
+
+    from hie.fhirtime import now_utc
+
+    exchange, mpi = _mpi()
+    if accept is not None or reject is not None:
+        with exchange.store.write() as conn:
+            if accept is not None:
+                item = mpi.accept(conn, exchange.registry, accept, actor, now_utc())
+            else:
+                item = mpi.reject(conn, reject, actor, now_utc())
+        print(f"review {item.id}: {item.status}")
+        return
+    with exchange.store.read() as conn:
+        items = mpi.reviews(conn, None if status == "all" else status)
+    table = Table("id", "created", "record", "candidate patient", "score", "status", "reasons")
+    for i in items:
+        table.add_row(
+            str(i.id),
+            f"{i.created:%Y-%m-%d %H:%M}",
+            i.record_id,
+            i.candidate_patient_id,
+            f"{i.score:.1f}" if i.score is not None else "-",
+            i.status,
+            "; ".join(i.reasons),
+        )
+    Console().print(table)
+
+
+@patients_app.command("unlink")
+def patients_unlink(
+    record: Annotated[str, typer.Argument(help="Hospital Patient record id")],
+    actor: Annotated[str, typer.Option()] = "cli",
+) -> None:
+    """Undo a record's last link: it goes back where it came from, or to a new patient."""
+    from hie.fhirtime import now_utc
+
+    exchange, mpi = _mpi()
+    with exchange.store.write() as conn:
+        target = mpi.unlink(conn, exchange.registry, record, actor, now_utc())
+    print(f"{record} → Patient/{target}")
+
+
+@patients_app.command("merge")
+def patients_merge(
+    source: Annotated[str, typer.Argument(help="Exchange patient to retire")],
+    target: Annotated[str, typer.Argument(help="Exchange patient that survives")],
+    actor: Annotated[str, typer.Option()] = "cli",
+) -> None:
+    """Merge two exchange patients; every record and result follows."""
+    from hie.fhirtime import now_utc
+
+    exchange, mpi = _mpi()
+    with exchange.store.write() as conn:
+        mpi.merge(conn, exchange.registry, source, target, actor, now_utc())
+    print(f"Patient/{source} merged into Patient/{target}")
 
 
 def main() -> None:  # pragma: no cover

@@ -7,6 +7,7 @@ from functools import partial
 from hie import migrate
 from hie.audit import Auditor
 from hie.exchange import Exchange
+from hie.index.mpi import identity_issues
 from hie.index.patients import PatientRegistry
 from hie.index.search import Searcher
 from hie.index.store import Store, create_engine
@@ -33,7 +34,9 @@ def build_exchange(settings: Settings, *, run_migrations: bool = True) -> Exchan
     store = Store(engine, tz=settings.timezone)
     registry = PatientRegistry(store)
     strict, lenient = profile_validators(settings)
-    ingestor = Ingestor(store, registry, strict, http_profile_check=lenient)
+    ingestor = Ingestor(
+        store, registry, strict, [identity_issues], http_profile_check=lenient
+    )
     searcher = Searcher(
         registry,
         tz=settings.timezone,

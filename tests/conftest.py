@@ -127,12 +127,20 @@ def exchange(settings: Settings) -> Iterator[Exchange]:
     ex.store.engine.dispose()
 
 
-def token(hospital: str | None = "szph", scopes: tuple[str, ...] = ALL_SCOPES) -> str:
-    return mint(SECRET, f"client-{hospital}", hospital_id=hospital, scopes=scopes)
+def token(
+    hospital: str | None = "szph",
+    scopes: tuple[str, ...] = ALL_SCOPES,
+    roles: tuple[str, ...] = (),
+) -> str:
+    return mint(SECRET, f"client-{hospital}", hospital_id=hospital, scopes=scopes, roles=roles)
 
 
-def auth(hospital: str | None = "szph", scopes: tuple[str, ...] = ALL_SCOPES) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(hospital, scopes)}"}
+def auth(
+    hospital: str | None = "szph",
+    scopes: tuple[str, ...] = ALL_SCOPES,
+    roles: tuple[str, ...] = (),
+) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token(hospital, scopes, roles)}"}
 
 
 def free_port() -> int:

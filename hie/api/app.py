@@ -16,7 +16,7 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hie.api import fhir as fhir_routes
-from hie.api import recognition
+from hie.api import patients, recognition
 from hie.api.responses import error, fhir
 from hie.exchange import Exchange
 from hie.outcome import FhirError, Invalid, Issue, MethodNotAllowed, NotFound, operation_outcome
@@ -72,6 +72,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None) -> FastAPI:
             500,
         )
 
+    app.include_router(patients.router)
     app.include_router(recognition.router)  # before /fhir/{type}/{id} claims $prior-results
     app.include_router(fhir_routes.router)
     return app

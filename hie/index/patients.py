@@ -12,13 +12,15 @@ from __future__ import annotations
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 from sqlalchemy import Connection, delete, insert, select, update
 
 from hie import naming
+from hie.identity.linker import Link, Review
 from hie.index import tables as t
+from hie.index.mpi import Mpi
 from hie.index.store import Store, content_hash
 
 JSON = dict[str, Any]
@@ -26,43 +28,7 @@ EP = t.ExchangePatient.__table__  # type: ignore[attr-defined]
 PR = t.PatientRecord.__table__  # type: ignore[attr-defined]
 PI = t.PatientIdentifier.__table__  # type: ignore[attr-defined]
 
-# Identifier systems strong enough to link on by themselves (issue: deterministic linking).
 MASTER_TAG = {"system": f"{naming.BASE}/cs/patient-kind", "code": "master"}
-
-
-def strong(system: str) -> bool:
-    return (
-        system == naming.NATIONAL_ID
-        or naming.is_passport(system)
-        or naming.mrn_hospital(system) is not None
-    )
-
-
-class LinkDecider(Protocol):
-    """Chooses the exchange patient for a new or changed hospital record."""
-
-    def decide(
-        self, conn: Connection, registry: PatientRegistry, record: JSON, hospital_id: str | None
-    ) -> tuple[str | None, str, float | None]:
-        """(exchange patient id or None for a new one, rule, score)."""
-        ...
-
-
-class DeterministicDecider:
-    """Same validated national ID or passport, or the same (hospital, MRN): the same person."""
-
-    def decide(
-        self, conn: Connection, registry: PatientRegistry, record: JSON, hospital_id: str | None
-    ) -> tuple[str | None, str, float | None]:
-        for system, value in identifiers(record):
-            if strong(system):
-                found = registry.by_identifier(conn, system, value)
-                if found:
-                    rule = "mrn" if naming.mrn_hospital(system) else "national-id"
-                    if naming.is_passport(system):
-                        rule = "passport"
-                    return found, f"deterministic:{rule}", None
-        return None, "new", None
 
 
 def identifiers(record: JSON) -> list[tuple[str, str]]:
@@ -74,9 +40,9 @@ def identifiers(record: JSON) -> list[tuple[str, str]]:
 
 
 class PatientRegistry:
-    def __init__(self, store: Store, decider: LinkDecider | None = None) -> None:
+    def __init__(self, store: Store, mpi: Mpi | None = None) -> None:
         self.store = store
-        self.decider: LinkDecider = decider or DeterministicDecider()
+        self.mpi = mpi or Mpi()
 
     # -- lookups ------------------------------------------------------------------------
     def by_identifier(self, conn: Connection, system: str, value: str) -> str | None:
@@ -137,8 +103,14 @@ class PatientRegistry:
         if existing is not None:
             patient_id = self.follow(conn, existing.patient_id)
         else:
-            found, rule, score = self.decider.decide(conn, self, record, hospital_id)
-            patient_id = found or self.new_patient(conn, now)
+            decision = self.mpi.decide(conn, self, record)
+            if isinstance(decision, Link):
+                patient_id = self.follow(conn, decision.patient_id)
+                rule, score = str(decision.rule), decision.score
+            else:  # a new person, or a grey-zone pair for a human: never merged here
+                patient_id = self.new_patient(conn, now)
+                rule = "review" if isinstance(decision, Review) else "new"
+                score = decision.score if isinstance(decision, Review) else decision.best_score
             conn.execute(
                 insert(PR).values(
                     record_id=record_id,
@@ -148,6 +120,7 @@ class PatientRegistry:
                     score=score,
                 )
             )
+            self.mpi.record_decision(conn, decision, record_id, patient_id, now)
         conn.execute(delete(PI).where(PI.c.record_id == record_id))
         rows = [
             {"system": s[:255], "value": v[:255], "record_id": record_id, "patient_id": patient_id}
@@ -155,6 +128,7 @@ class PatientRegistry:
         ]
         if rows:
             conn.execute(insert(PI), rows)
+        self.mpi.refresh(conn, self, [patient_id])
         self.write_master(conn, patient_id, now)
         return patient_id
 
@@ -166,12 +140,8 @@ class PatientRegistry:
             self.follow(conn, r.patient_id)
             for r in conn.execute(select(PR.c.patient_id).where(PR.c.record_id.in_(record_ids)))
         }
-        conn.execute(
-            update(PR).where(PR.c.record_id.in_(record_ids)).values(patient_id=to_patient)
-        )
-        conn.execute(
-            update(PI).where(PI.c.record_id.in_(record_ids)).values(patient_id=to_patient)
-        )
+        conn.execute(update(PR).where(PR.c.record_id.in_(record_ids)).values(patient_id=to_patient))
+        conn.execute(update(PI).where(PI.c.record_id.in_(record_ids)).values(patient_id=to_patient))
         self.store.repoint_patient(conn, to_patient, record_ids=record_ids)
         for pid in before | {to_patient}:
             self.write_master(conn, pid, now)
@@ -203,7 +173,9 @@ class PatientRegistry:
             for key in ("gender", "birthDate", "telecom", "address"):
                 if key in newest:
                     master[key] = newest[key]
-        links = [{"other": {"reference": f"Patient/{rid}"}, "type": "seealso"} for _, rid, _ in recs]
+        links = [
+            {"other": {"reference": f"Patient/{rid}"}, "type": "seealso"} for _, rid, _ in recs
+        ]
         if merged and merged.merged_into:
             links.append(
                 {"other": {"reference": f"Patient/{merged.merged_into}"}, "type": "replaced-by"}

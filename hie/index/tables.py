@@ -288,3 +288,53 @@ class RecognitionDecision(SQLModel, table=True):
     withdrawn: datetime | None = None
     withdrawn_by: str | None = Field(default=None, max_length=128)
     withdraw_reason: str | None = None
+
+
+class PatientTraits(SQLModel, table=True):
+    """An exchange patient's merged, normalised traits (hie.identity.Traits as JSON)."""
+
+    __tablename__ = "patient_traits"
+    patient_id: str = Field(primary_key=True, max_length=64)
+    traits: str
+
+
+class PatientBlock(SQLModel, table=True):
+    """Blocking keys: which patients a new record is compared with (hie.identity.blocking)."""
+
+    __tablename__ = "patient_block"
+    __table_args__ = (Index("ix_patient_block_patient", "patient_id"),)
+    key: str = Field(primary_key=True, max_length=128)
+    patient_id: str = Field(primary_key=True, max_length=64)
+
+
+class LinkEventRow(SQLModel, table=True):
+    """Every change of patient identity: link, unlink, merge, with who and why."""
+
+    __tablename__ = "link_event"
+    __table_args__ = (Index("ix_link_event_record", "record_id", "at"),)
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime
+    action: str = Field(max_length=16)  # link | unlink | merge
+    record_id: str = Field(max_length=64)
+    from_patient: str | None = Field(default=None, max_length=64)
+    to_patient: str | None = Field(default=None, max_length=64)
+    rule: str = Field(max_length=64)
+    score: float | None = None
+    actor: str = Field(max_length=128)
+
+
+class ReviewItemRow(SQLModel, table=True):
+    """A candidate link waiting for a human: never merged automatically."""
+
+    __tablename__ = "review_item"
+    __table_args__ = (Index("ix_review_status", "status", "created"),)
+    id: int | None = Field(default=None, primary_key=True)
+    created: datetime
+    record_id: str = Field(max_length=64)
+    candidate_patient_id: str = Field(max_length=64)
+    current_patient_id: str | None = Field(default=None, max_length=64)
+    score: float | None = None
+    reasons: str = ""  # JSON list
+    status: str = Field(default="open", max_length=16)  # open | accepted | rejected
+    decided_by: str | None = Field(default=None, max_length=128)
+    decided_at: datetime | None = None
