@@ -11,7 +11,10 @@ from email.utils import parsedate_to_datetime
 
 import httpx
 import pytest
-from api_builders import (
+
+from hie import naming
+from hie.fhirtime import parse_instant
+from tests.hie.api.api_builders import (
     GLUCOSE,
     assert_outcome,
     bundle,
@@ -25,9 +28,6 @@ from api_builders import (
     urn,
     with_patient,
 )
-
-from hie import naming
-from hie.fhirtime import parse_instant
 
 
 def _seed_patient(client: httpx.Client, mrn: str = "M1") -> str:
@@ -197,7 +197,9 @@ def test_conditional_create_with_if_none_exist(client: httpx.Client) -> None:
     subject = _seed_patient(client)
     system = naming.result_id("szph")
     header = {"If-None-Exist": f"identifier={system}|R-once"}
-    first = client.post("/Observation", json=observation(subject, result_id="R-once"), headers=header)
+    first = client.post(
+        "/Observation", json=observation(subject, result_id="R-once"), headers=header
+    )
     assert first.status_code == 201
     second = client.post(
         "/Observation", json=observation(subject, result_id="R-once", value=9.9), headers=header
@@ -240,7 +242,12 @@ def test_transaction_writes_everything_and_rewrites_references(client: httpx.Cli
     body = resp.json()
     assert body["type"] == "transaction-response"
     ids = created_ids(resp)
-    assert [i.split("/")[0] for i in ids] == ["Observation", "DiagnosticReport", "Patient", "Observation"]
+    assert [i.split("/")[0] for i in ids] == [
+        "Observation",
+        "DiagnosticReport",
+        "Patient",
+        "Observation",
+    ]
     assert [e["response"]["status"] for e in body["entry"]] == ["201 Created"] * 4
     dr = client.get(f"/{ids[1]}").json()
     assert [r["reference"] for r in dr["result"]] == [ids[0], ids[3]]
@@ -349,9 +356,10 @@ def test_entered_in_error_leaves_search_but_stays_in_history(client: httpx.Clien
         {"date": "2026-11-20"},
     ):
         assert f"Observation/{oid}" not in ids_of(client.get("/Observation", params=params)), params
-    assert client.get("/Observation", params={"_summary": "count", "patient": subject}).json()[
-        "total"
-    ] == 1
+    assert (
+        client.get("/Observation", params={"_summary": "count", "patient": subject}).json()["total"]
+        == 1
+    )
 
     read = client.get(f"/Observation/{oid}")
     assert read.status_code == 200
