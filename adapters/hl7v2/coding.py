@@ -91,8 +91,13 @@ def is_loinc(code: str) -> bool:
     return (10 - total % 10) % 10 == int(m.group(3))
 
 
+def fhir_code(text: str) -> str:
+    """FHIR ``code`` allows no leading, trailing or repeated whitespace (R4 §2.24.0.1)."""
+    return " ".join(text.split())
+
+
 def _coding(system: str, code: str, display: str) -> JSON:
-    c: JSON = {"system": system, "code": code}
+    c: JSON = {"system": system, "code": fhir_code(code)}
     if display:
         c["display"] = display
     return c

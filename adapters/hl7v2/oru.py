@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adapters.base import Entry, Unit
-from adapters.hl7v2.coding import Context, concept, system_uri
+from adapters.hl7v2.coding import Context, concept, fhir_code, system_uri
 from adapters.hl7v2.framing import Framed
 from adapters.hl7v2.message import (
     REQUIRED_FIELD_MISSING,
@@ -207,7 +207,10 @@ def _specimen(
         if code or text:
             coding: JSON = {}
             if code:
-                coding = {"system": system_uri(system or "HL70070", ctx.hospital_id), "code": code}
+                coding = {
+                    "system": system_uri(system or "HL70070", ctx.hospital_id),
+                    "code": fhir_code(code),
+                }
                 if text:
                     coding["display"] = text
             kind = {"coding": [coding]} if coding else {}

@@ -93,9 +93,9 @@ _EXACT = {"G/L": "10*9/L", "T/L": "10*12/L"}
 def ucum(unit: Coded) -> str | None:
     """The UCUM code for an OBX-6 unit, or None when the spelling is unknown or empty."""
     if unit.system.upper() == "UCUM" and unit.code:
-        return unit.code
+        return "".join(unit.code.split())  # UCUM codes hold no whitespace
     if unit.alt_system.upper() == "UCUM" and unit.alt_code:
-        return unit.alt_code
+        return "".join(unit.alt_code.split())
     for text in (unit.code, unit.text):
         if text:
             found = _EXACT.get(text.strip()) or _UCUM.get(_key(text))
