@@ -37,7 +37,8 @@ def _type(rtype: str) -> str:
 
 
 def _id(rid: str) -> str:
-    if not (0 < len(rid) <= 64) or not all(c.isalnum() or c in "-." for c in rid):
+    # FHIR id: [A-Za-z0-9\-\.]{1,64} (R4 §2.24.0.1); str.isalnum alone lets "中" or "²" through
+    if not (0 < len(rid) <= 64) or not all((c.isascii() and c.isalnum()) or c in "-." for c in rid):
         raise Invalid(f"{rid[:80]!r} is not a valid FHIR id", expression="id")
     return rid
 
