@@ -162,7 +162,8 @@ def history(rtype: TypeDep, rid: str, principal: PrincipalDep, exchange: Exchang
 def vread(
     rtype: TypeDep, rid: str, vid: str, principal: PrincipalDep, exchange: ExchangeDep
 ) -> Response:
-    if not vid.isdigit():
+    # ASCII digits that fit the version column (a 20-digit id overflowed it: 500)
+    if not (vid.isascii() and vid.isdigit() and len(vid) <= 9):
         raise NotFound(f"{vid!r} is not a version id", expression="vid")
     body, updated = exchange.vread(principal, rtype, _id(rid), int(vid))
     return fhir(body, headers=resource_headers(int(vid), updated))
