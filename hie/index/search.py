@@ -229,7 +229,7 @@ class Searcher:
         elif name == "_lastUpdated":
             q.where.append(_date_cond(R.c.last_updated, value, self.tz, "_lastUpdated"))
         elif name == "_count":
-            if not value.isdigit():
+            if not (value.isascii() and value.isdigit()):  # "²".isdigit() is True too
                 raise Invalid("_count must be a non-negative integer", expression="_count")
             q.count = min(int(value), self.max_count)
         elif name == "_sort":
