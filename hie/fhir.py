@@ -145,7 +145,16 @@ def _empty_arrays(value: Any, path: str) -> list[Issue]:
                     stack.append((v, f"{p}.{k}"))
                 elif v == "" and k != "div":
                     issues.append(Issue("Strings must not be empty", expression=f"{p}.{k}"))
+                elif isinstance(v, str) and "\x00" in v:
+                    issues.append(Issue(_NUL, expression=f"{p}.{k}"))
+        elif isinstance(node, str) and "\x00" in node:  # an item of a list of strings
+            issues.append(Issue(_NUL, expression=p))
     return issues
+
+
+# FHIR strings should hold no control characters but tab, CR and LF (R4 §2.24.0.1, string);
+# NUL is refused outright: PostgreSQL text cannot hold it, and both backends must agree.
+_NUL = "Strings must not contain the NUL character (U+0000)"
 
 
 def dumps(value: Any) -> bytes:
