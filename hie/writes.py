@@ -15,7 +15,7 @@ from hie.auth import Principal
 from hie.exchange import Exchange
 from hie.fhir import SUPPORTED_TYPES, parse_json
 from hie.fhirtime import instant
-from hie.index.search import _token_cond
+from hie.index.search import _no_nul, _token_cond
 from hie.index.store import R
 from hie.ingest import ItemOutcome, Written
 from hie.outcome import (
@@ -158,6 +158,8 @@ class Writer:
         with self.exchange.store.read() as conn:
             conds = []
             for pair in pairs:
+                if len(pair) == 2:
+                    _no_nul(pair[0], pair[1])
                 if len(pair) != 2 or pair[0] not in ("identifier", "_id"):
                     raise NotSupported(
                         "Conditional interactions support identifier= and _id= criteria",

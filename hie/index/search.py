@@ -196,6 +196,7 @@ class Searcher:
         known = {p.name: p for p in PARAMS.get(rtype, [])}
         index = TYPE_INDEX.get(rtype)
         for raw_name, value in params:
+            _no_nul(raw_name, value)
             name, _, modifier = raw_name.partition(":")
             if raw_name in CHAINS and "patient" in known:
                 self._chain(conn, q, value)
@@ -360,6 +361,15 @@ class Searcher:
             stmt = stmt.join(index, index.c.id == R.c.id)
         return int(
             conn.execute(stmt.where(R.c.type == q.rtype, not_(R.c.deleted), *q.where)).scalar_one()
+        )
+
+
+def _no_nul(name: str, value: str) -> None:
+    """NUL cannot be bound to PostgreSQL text (a 500 there, a silent miss on SQLite)."""
+    if "\x00" in name or "\x00" in value:
+        raise Invalid(
+            "Search parameters must not contain the NUL character (U+0000)",
+            expression=name.replace("\x00", "") or None,
         )
 
 
