@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import unquote
 
 import orjson
 from sqlalchemy import select
@@ -97,7 +98,7 @@ class Writer:
         res = _resource(parse_json(body, max_depth=self.exchange.settings.max_json_depth), rtype)
         res.pop("id", None)  # create: the server assigns the id (FHIR R4 §3.1.0.8)
         if if_none_exist:
-            found = self._matches(rtype, if_none_exist)
+            found = self._matches(rtype, _criteria(if_none_exist))
             if len(found) > 1:
                 raise PreconditionFailed(f"If-None-Exist matched {len(found)} resources")
             if found:
@@ -140,7 +141,7 @@ class Writer:
         principal.require(rtype, "u")
         if not criteria:
             raise Invalid("A conditional update needs search criteria in the URL")
-        found = self._matches(rtype, "&".join(f"{k}={v}" for k, v in criteria))
+        found = self._matches(rtype, [(str(k), str(v)) for k, v in criteria])
         if len(found) > 1:
             raise PreconditionFailed(f"The criteria matched {len(found)} resources")
         res = _resource(parse_json(body, max_depth=self.exchange.settings.max_json_depth), rtype)
@@ -152,15 +153,13 @@ class Writer:
         res.pop("id", None)
         return self.create(principal, rtype, orjson.dumps(res))
 
-    def _matches(self, rtype: str, criteria: str) -> list[str]:
+    def _matches(self, rtype: str, pairs: list[tuple[str, str]]) -> list[str]:
         """Resource ids matching simple ``identifier=system|value`` criteria."""
-        pairs = [p.split("=", 1) for p in criteria.lstrip("?").split("&") if p]
         with self.exchange.store.read() as conn:
             conds = []
             for pair in pairs:
-                if len(pair) == 2:
-                    _no_nul(pair[0], pair[1])
-                if len(pair) != 2 or pair[0] not in ("identifier", "_id"):
+                _no_nul(pair[0], pair[1])
+                if pair[0] not in ("identifier", "_id"):
                     raise NotSupported(
                         "Conditional interactions support identifier= and _id= criteria",
                         expression=pair[0],
@@ -252,7 +251,7 @@ class Writer:
             path, _, query = url.partition("?")
             parts = path.strip("/").split("/")
             if query:
-                found = self._matches(res["resourceType"], query)
+                found = self._matches(res["resourceType"], _criteria(query))
                 if len(found) > 1:
                     raise PreconditionFailed(f"{where}.request.url matched {len(found)} resources")
                 if found:
@@ -271,6 +270,22 @@ class Writer:
                 return _aliased(res, full_url)
             return Entry(res, full_url=f"{parts[0]}/{parts[1]}")
         return Entry({k: v for k, v in res.items() if k != "id"}, full_url)
+
+
+def _criteria(query: str) -> list[tuple[str, str]]:
+    """A query string (If-None-Exist, a Bundle entry's request.url) as decoded pairs.
+
+    Both are URL query strings, so ``%7C`` is ``|``; a '+' stays a '+' (FHIR clients send
+    values such as identifiers unencoded, and '+' is a common character in them).
+    """
+    pairs = []
+    for part in query.lstrip("?").split("&"):
+        if part:
+            name, sep, value = part.partition("=")
+            if not sep:
+                raise Invalid(f"{name!r} in the criteria has no value", expression=unquote(name))
+            pairs.append((unquote(name), unquote(value)))
+    return pairs
 
 
 def _aliased(res: JSON, full_url: str) -> Entry:
