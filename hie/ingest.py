@@ -20,7 +20,7 @@ from sqlalchemy.exc import IntegrityError
 from adapters.base import Batch, Cursor, DeadLetter, Unit
 from hie import naming
 from hie.fhir import check_model
-from hie.fhirtime import now_utc
+from hie.fhirtime import BadDate, now_utc, parse_range
 from hie.index import tables as t
 from hie.index.patients import PatientRegistry
 from hie.index.store import Current, Store, content_hash
@@ -106,6 +106,18 @@ def source_identifier(resource: JSON, hospital_id: str | None) -> str | None:
 
 
 _UNION = ("identifier", "name", "telecom", "address")
+
+
+def _older(incoming: JSON, prev: Current) -> bool:
+    """True when ``incoming`` was issued before the stored version (both must say when)."""
+    new_issued = incoming.get("issued")
+    if not isinstance(new_issued, str) or b'"issued"' not in prev.body:
+        return False
+    old_issued = orjson.loads(prev.body).get("issued")
+    try:
+        return parse_range(new_issued)[0] < parse_range(str(old_issued))[0]
+    except BadDate:
+        return False
 
 
 def _in_entry(issue: Issue, n: int, rtype: str) -> Issue:
@@ -301,10 +313,15 @@ class Ingestor:
                 conn, res, rid, prev, source, hospital_id, patient_id, record_id, now
             )
             if rtype == "Patient":
-                patients[f"Patient/{rid}"] = self.registry.link_record(
-                    conn, rid, res, hospital_id, now
-                )
-                self._set_patient(conn, "Patient", rid, patients[f"Patient/{rid}"])
+                linked = prev.patient_id if prev is not None else None
+                if written.status == "unchanged" and linked:
+                    # Same record as before: its link, identifiers and traits stand.
+                    patients[f"Patient/{rid}"] = self.registry.follow(conn, linked)
+                else:
+                    patients[f"Patient/{rid}"] = self.registry.link_record(
+                        conn, rid, res, hospital_id, now
+                    )
+                    self._set_patient(conn, "Patient", rid, patients[f"Patient/{rid}"])
             outcome.written.append(written)
         statuses = {w.status for w in outcome.written}
         outcome.status = next((s for s in ("created", "updated") if s in statuses), "unchanged")
@@ -372,6 +389,10 @@ class Ingestor:
     ) -> Written:
         digest = content_hash(res)
         rtype = res["resourceType"]
+        if prev is not None and _older(res, prev):
+            # A late copy of an earlier issue (e.g. the original after its correction) must
+            # not roll the result back; history already holds it.
+            return Written(rtype, rid, prev.version_id, "unchanged", prev.body, prev.last_updated)
         if prev is not None and prev.content_hash == digest and not prev.deleted:
             if prev.patient_id != patient_id and rtype != "Patient" and patient_id:
                 self._set_patient(conn, rtype, rid, patient_id)
@@ -394,6 +415,16 @@ class Ingestor:
         self.store.set_patient(conn, rtype, rid, patient_id)
 
     def _dead_letter(self, conn: Connection, batch: Batch, dead: DeadLetter, now: Any) -> None:
+        same = conn.execute(
+            select(DEAD.c.raw).where(
+                DEAD.c.hospital_id == batch.hospital_id,
+                DEAD.c.adapter == batch.adapter,
+                DEAD.c.key == dead.key[:512],
+                DEAD.c.status == "new",
+            )
+        ).all()
+        if any(row.raw == dead.raw for row in same):
+            return  # a replayed file or a sender's retry: the letter is already waiting
         conn.execute(
             insert(DEAD).values(
                 hospital_id=batch.hospital_id,

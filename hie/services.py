@@ -7,14 +7,14 @@ from functools import partial
 from hie import migrate
 from hie.audit import Auditor
 from hie.exchange import Exchange
-from hie.index.mpi import identity_issues
+from hie.identity.linker import MatchSettings
+from hie.index.mpi import Mpi, identity_issues
 from hie.index.patients import PatientRegistry
 from hie.index.search import Searcher
 from hie.index.store import Store, create_engine
 from hie.ingest import Ingestor, Validator
 from hie.profile import Profiles
 from hie.settings import Settings
-
 
 HTTP_WAIVED = frozenset({"Observation.identifier", "DiagnosticReport.identifier"})
 
@@ -32,11 +32,17 @@ def build_exchange(settings: Settings, *, run_migrations: bool = True) -> Exchan
     if run_migrations:
         migrate.upgrade(engine)
     store = Store(engine, tz=settings.timezone)
-    registry = PatientRegistry(store)
-    strict, lenient = profile_validators(settings)
-    ingestor = Ingestor(
-        store, registry, strict, [identity_issues], http_profile_check=lenient
+    registry = PatientRegistry(
+        store,
+        Mpi(
+            MatchSettings(
+                auto_link=settings.identity_auto_link,
+                review_floor=settings.identity_review_floor,
+            )
+        ),
     )
+    strict, lenient = profile_validators(settings)
+    ingestor = Ingestor(store, registry, strict, [identity_issues], http_profile_check=lenient)
     searcher = Searcher(
         registry,
         tz=settings.timezone,

@@ -37,6 +37,10 @@ class Settings(BaseSettings):
     default_count: int = 50
     max_count: int = 1000
     pool_size: int = 10
+    # Patient matching thresholds (Fellegi–Sunter bits; bench/README-identity.md): at or
+    # above auto_link a record links by itself; from review_floor up it waits for a human.
+    identity_auto_link: float = 30.0
+    identity_review_floor: float = 18.0
 
     @property
     def is_sqlite(self) -> bool:

@@ -9,6 +9,7 @@ patient they belong to, so link, unlink and merge move rows without rewriting an
 
 from __future__ import annotations
 
+import re
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -28,6 +29,7 @@ EP = t.ExchangePatient.__table__  # type: ignore[attr-defined]
 PR = t.PatientRecord.__table__  # type: ignore[attr-defined]
 PI = t.PatientIdentifier.__table__  # type: ignore[attr-defined]
 
+FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MASTER_TAG = {"system": f"{naming.BASE}/cs/patient-kind", "code": "master"}
 
 
@@ -63,6 +65,8 @@ class PatientRegistry:
 
     def resolve(self, conn: Connection, any_id: str) -> tuple[str, str | None] | None:
         """An exchange patient id or a hospital record id → (exchange patient, record or None)."""
+        if not FHIR_ID.fullmatch(any_id):
+            return None
         row = conn.execute(select(PR.c.patient_id).where(PR.c.record_id == any_id)).first()
         if row:
             return self.follow(conn, row.patient_id), any_id

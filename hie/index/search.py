@@ -179,7 +179,9 @@ def decode_page(token: str) -> tuple[Any, str]:
             raise ValueError
         return value, rid
     except (ValueError, TypeError, orjson.JSONDecodeError):
-        raise Invalid("The paging token is not one this server issued", expression="_page") from None
+        raise Invalid(
+            "The paging token is not one this server issued", expression="_page"
+        ) from None
 
 
 class Searcher:
@@ -208,8 +210,10 @@ class Searcher:
                 self._common(q, name, value, index)
                 continue
             param = known.get(name)
-            if param is None or modifier not in ("", "exact", "missing") or (
-                modifier and param.kind not in ("string", "token")
+            if (
+                param is None
+                or modifier not in ("", "exact", "missing")
+                or (modifier and param.kind not in ("string", "token"))
             ):
                 if strict:
                     raise NotSupported(
@@ -302,8 +306,10 @@ class Searcher:
             alts = []
             for v in values:
                 norm = normalise_name(v)
-                cond = STRING.c.value == norm if modifier == "exact" else STRING.c.value.like(
-                    _like_prefix(norm), escape="\\"
+                cond = (
+                    STRING.c.value == norm
+                    if modifier == "exact"
+                    else STRING.c.value.like(_like_prefix(norm), escape="\\")
                 )
                 alts.append(
                     and_(
