@@ -127,10 +127,16 @@ def _token(value: str) -> tuple[str | None, str | None]:
 
 
 def _token_cond(rtype: str, param: str, values: list[str], patient_ids: list[str]) -> Any:
+    """``resource.id IN (ids from search_token)``: the token index drives the lookup.
+
+    A correlated EXISTS made both planners walk every resource of the type and probe the
+    tokens row by row (Patient?identifier= read all patients); an uncorrelated IN lets them
+    start from ix_token_code (or ix_token_patient when the patient is known).
+    """
     alts = []
     for raw in values:
         system, code = _token(raw)
-        conds = [TOKEN.c.type == rtype, TOKEN.c.param == param, TOKEN.c.res_id == R.c.id]
+        conds = [TOKEN.c.type == rtype, TOKEN.c.param == param]
         if patient_ids and rtype != "Patient":
             conds.append(TOKEN.c.patient_id.in_(patient_ids))
         if code is not None:
@@ -138,7 +144,7 @@ def _token_cond(rtype: str, param: str, values: list[str], patient_ids: list[str
         if system is not None:
             conds.append(TOKEN.c.system == system)
         alts.append(and_(*conds))
-    return exists().where(or_(*alts))
+    return R.c.id.in_(select(TOKEN.c.res_id).where(or_(*alts)))
 
 
 def _date_cond(column: Any, raw: str, tz: str, name: str = "date") -> ColumnElement[bool]:
