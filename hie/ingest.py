@@ -23,7 +23,7 @@ from hie.fhir import check_model
 from hie.fhirtime import BadDate, now_utc, parse_range
 from hie.index import tables as t
 from hie.index.patients import PatientRegistry
-from hie.index.store import Current, Store, content_hash
+from hie.index.store import Current, R, Store, content_hash
 from hie.outcome import Conflict, FhirError, Invalid, Issue
 
 JSON = dict[str, Any]
@@ -260,10 +260,12 @@ class Ingestor:
         # 1. Give every entry its id: the stored one for a known source identifier.
         plan: list[tuple[JSON, str, Current | None, str | None, int]] = []
         local: dict[str, str] = {}
+        sources = [source_identifier(res, hospital_id) for _, res in entries]
+        known = self._by_sources(conn, hospital_id, entries, sources)
         for n, (full_url, res) in enumerate(entries):
             rtype = res["resourceType"]
-            source = source_identifier(res, hospital_id)
-            prev = self.store.by_source(conn, rtype, hospital_id, source) if source else None
+            source = sources[n]
+            prev = known.get((rtype, source)) if source else None
             explicit = self._target_id(conn, full_url, res, None)
             if prev is not None and explicit and explicit != prev.id:
                 raise Conflict(
@@ -327,6 +329,28 @@ class Ingestor:
         outcome.status = next((s for s in ("created", "updated") if s in statuses), "unchanged")
         return outcome
 
+    def _by_sources(
+        self,
+        conn: Connection,
+        hospital_id: str | None,
+        entries: list[tuple[str | None, JSON]],
+        sources: list[str | None],
+    ) -> dict[tuple[str, str | None], Current]:
+        """The stored resources of a unit's source identifiers, one query per type."""
+        wanted: dict[str, list[str]] = {}
+        for (_, res), source in zip(entries, sources, strict=True):
+            if source:
+                wanted.setdefault(res["resourceType"], []).append(source)
+        found: dict[tuple[str, str | None], Current] = {}
+        for rtype, ids in wanted.items():
+            where = [R.c.type == rtype, R.c.source_id.in_(ids)]
+            where.append(
+                R.c.hospital_id.is_(None) if hospital_id is None else R.c.hospital_id == hospital_id
+            )
+            for row in conn.execute(select(R).where(*where)):
+                found[(rtype, row.source_id)] = Current(**row._mapping)
+        return found
+
     def _target_id(
         self, conn: Connection, full_url: str | None, res: JSON, prev: Current | None
     ) -> str | None:
@@ -343,8 +367,7 @@ class Ingestor:
         self, conn: Connection, res: JSON, in_unit: dict[str, str]
     ) -> tuple[str | None, str | None]:
         rtype = res["resourceType"]
-        field_name = "subject" if rtype != "Specimen" else "subject"
-        subject = res.get(field_name)
+        subject = res.get("subject")
         if not isinstance(subject, dict):
             if rtype in SUBJECT_REQUIRED:
                 raise Invalid(f"{rtype}.subject is required", expression=f"{rtype}.subject")

@@ -94,8 +94,8 @@ class Mpi:
         self.settings = settings or MatchSettings()
 
     # -- linking a record ---------------------------------------------------------------
-    def decide(self, conn: Connection, registry: PatientRegistry, record: JSON) -> LinkDecision:
-        return decide(from_patient(record), SqlDirectory(conn, registry), self.settings)
+    def decide(self, conn: Connection, registry: PatientRegistry, traits: Traits) -> LinkDecision:
+        return decide(traits, SqlDirectory(conn, registry), self.settings)
 
     def record_decision(
         self,
@@ -147,19 +147,31 @@ class Mpi:
         )
 
     def refresh(
-        self, conn: Connection, registry: PatientRegistry, patient_ids: Iterable[str]
+        self,
+        conn: Connection,
+        registry: PatientRegistry,
+        patient_ids: Iterable[str],
+        known: dict[str, Traits] | None = None,
     ) -> None:
-        """Recompute merged traits and blocking keys of patients from their records."""
+        """Recompute merged traits and blocking keys of patients from their records.
+
+        ``known`` holds traits already computed for some records (the one being linked), so
+        they are not read back and parsed again.
+        """
+        known = known or {}
         for pid in set(patient_ids):
             merged: Traits | None = None
             for rid in registry.records(conn, pid):
-                cur = registry.store.current(conn, "Patient", rid)
-                if cur is None:
-                    continue
-                try:
-                    traits = from_patient(orjson.loads(cur.body))
-                except Invalid:
-                    continue
+                if rid in known:
+                    traits = known[rid]
+                else:
+                    cur = registry.store.current(conn, "Patient", rid)
+                    if cur is None:
+                        continue
+                    try:
+                        traits = from_patient(orjson.loads(cur.body))
+                    except Invalid:
+                        continue
                 merged = merged.merge(traits) if merged else traits
             conn.execute(delete(TRAITS).where(TRAITS.c.patient_id == pid))
             conn.execute(delete(BLOCK).where(BLOCK.c.patient_id == pid))

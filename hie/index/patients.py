@@ -20,6 +20,7 @@ from sqlalchemy import Connection, delete, insert, select, update
 
 from hie import naming
 from hie.identity.linker import Link, Review
+from hie.identity.traits import from_patient
 from hie.index import tables as t
 from hie.index.mpi import Mpi
 from hie.index.store import Store, content_hash
@@ -103,11 +104,12 @@ class PatientRegistry:
         now: datetime,
     ) -> str:
         """Link (or re-link) a stored hospital record; returns its exchange patient."""
+        traits = from_patient(record)
         existing = conn.execute(select(PR).where(PR.c.record_id == record_id)).first()
         if existing is not None:
             patient_id = self.follow(conn, existing.patient_id)
         else:
-            decision = self.mpi.decide(conn, self, record)
+            decision = self.mpi.decide(conn, self, traits)
             if isinstance(decision, Link):
                 patient_id = self.follow(conn, decision.patient_id)
                 rule, score = str(decision.rule), decision.score
@@ -132,8 +134,8 @@ class PatientRegistry:
         ]
         if rows:
             conn.execute(insert(PI), rows)
-        self.mpi.refresh(conn, self, [patient_id])
-        self.write_master(conn, patient_id, now)
+        self.mpi.refresh(conn, self, [patient_id], known={record_id: traits})
+        self.write_master(conn, patient_id, now, known={record_id: record})
         return patient_id
 
     def move_records(
@@ -150,10 +152,20 @@ class PatientRegistry:
         for pid in before | {to_patient}:
             self.write_master(conn, pid, now)
 
-    def write_master(self, conn: Connection, patient_id: str, now: datetime) -> None:
-        """(Re)write the exchange patient's own Patient resource from its records."""
+    def write_master(
+        self, conn: Connection, patient_id: str, now: datetime, known: dict[str, JSON] | None = None
+    ) -> None:
+        """(Re)write the exchange patient's own Patient resource from its records.
+
+        ``known`` holds records just written in this transaction (as JSON), which are then
+        not read back.
+        """
+        known = known or {}
         recs = []
         for rid in self.records(conn, patient_id):
+            if rid in known:
+                recs.append((now, rid, known[rid]))
+                continue
             cur = self.store.current(conn, "Patient", rid)
             if cur is not None:
                 recs.append((cur.last_updated, rid, orjson.loads(cur.body)))
