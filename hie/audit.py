@@ -37,7 +37,7 @@ class Auditor:
     ) -> None:
         """One row per patient touched (or one row when none is), in ``conn``'s txn if given."""
         ids = ",".join(sorted(set(resource_ids)))[:4000]
-        patients = sorted({p for p in patient_ids if p}) or [None]
+        patients: list[str | None] = [*sorted({p for p in patient_ids if p})] or [None]
         action = ACTIONS.get(interaction, "C" if interaction == "create" else "U")
         rows = [
             {

@@ -61,9 +61,7 @@ def searchset(
             + b',"search":{"mode":"include"}}'
         )
     if outcome is not None:
-        parts.append(
-            b'{"resource":' + orjson.dumps(outcome) + b',"search":{"mode":"outcome"}}'
-        )
+        parts.append(b'{"resource":' + orjson.dumps(outcome) + b',"search":{"mode":"outcome"}}')
     encoded = orjson.dumps(head)
     if not parts:
         return encoded

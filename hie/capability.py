@@ -17,7 +17,9 @@ PROFILES = {
 }
 
 
-def capability_statement(base_url: str, operations: list[dict[str, str]] | None = None) -> dict[str, Any]:
+def capability_statement(
+    base_url: str, operations: list[dict[str, str]] | None = None
+) -> dict[str, Any]:
     resources = []
     for rtype in STORED_TYPES:
         params = [

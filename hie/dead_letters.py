@@ -88,8 +88,8 @@ class DeadLetters:
             try:
                 unit = unit_from_payload(letter.raw, letter.hospital_id)
             except AdapterError as exc:
-                dead = DeadLetter(letter.key, letter.raw, str(exc))
-                return Batch(letter.hospital_id, letter.adapter, dead_letters=[dead])
+                failed = DeadLetter(letter.key, letter.raw, str(exc))
+                return Batch(letter.hospital_id, letter.adapter, dead_letters=[failed])
             return Batch(letter.hospital_id, letter.adapter, units=[unit])
         if "hl7" not in letter.content_type:
             return None

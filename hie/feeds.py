@@ -118,9 +118,11 @@ def sync_adapter(
     name = str(getattr(adapter, "name", "?"))
     terminology = terminology or Terminology.load(exchange.settings.profiles_dir)
     with exchange.store.write() as conn:
-        run_id = conn.execute(
+        inserted = conn.execute(
             insert(RUN).values(hospital_id=hospital.id, adapter=name, started=now_utc())
-        ).inserted_primary_key[0]
+        ).inserted_primary_key
+        assert inserted is not None
+        run_id = inserted[0]
     with ExitStack() as stack:
         try:
             source = build_source(hospital, adapter, config, terminology, stack)

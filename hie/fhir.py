@@ -98,7 +98,7 @@ def check_model(resource: Any, *, path: str = "") -> list[Issue]:
             issues.append(
                 Issue(
                     _message(err),
-                    expression=fhirpath(rtype if not path else path, err["loc"]),
+                    expression=fhirpath(path if path else rtype, err["loc"]),
                 )
             )
     except (ValueError, TypeError) as exc:  # the models raise these for some invariants
@@ -127,7 +127,7 @@ def fhirpath(root: str, loc: tuple[Any, ...]) -> str:
 
 
 def _empty_arrays(value: Any, path: str) -> list[Issue]:
-    """FHIR JSON forbids empty arrays and empty objects/strings (R4 §2.6.2); the models allow them."""
+    """FHIR JSON forbids empty arrays, objects and strings (R4 §2.6.2); the models allow them."""
     issues: list[Issue] = []
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack and len(issues) < 20:

@@ -55,11 +55,16 @@ def _resource(data: Any, rtype: str | None = None) -> JSON:
 
 def _main(outcome: ItemOutcome, rtype: str) -> Written:
     if not outcome.ok:
-        raise Unprocessable(
-            "The resource was rejected",
-            issues=outcome.issues,
-        ) if all(i.code == "processable" for i in outcome.issues) else Invalid(
-            outcome.issues[0].diagnostics if outcome.issues else "rejected", issues=outcome.issues
+        raise (
+            Unprocessable(
+                "The resource was rejected",
+                issues=outcome.issues,
+            )
+            if all(i.code == "processable" for i in outcome.issues)
+            else Invalid(
+                outcome.issues[0].diagnostics if outcome.issues else "rejected",
+                issues=outcome.issues,
+            )
         )
     for w in outcome.written:
         if w.type == rtype:
@@ -113,7 +118,9 @@ class Writer:
         w = _main(outcomes[0], rtype)
         return WriteResult(w, w.status == "created")
 
-    def update(self, principal: Principal, rtype: str, rid: str, body: bytes, if_match: str | None) -> WriteResult:
+    def update(
+        self, principal: Principal, rtype: str, rid: str, body: bytes, if_match: str | None
+    ) -> WriteResult:
         principal.require(rtype, "u")
         res = _resource(parse_json(body, max_depth=self.exchange.settings.max_json_depth), rtype)
         if res.get("id") != rid:
@@ -129,7 +136,9 @@ class Writer:
                     f"If-Match {if_match} does not match the current version "
                     f"({cur.version_id if cur else 'none'})"
                 )
-        unit = Unit(key=f"{rtype}/{rid}", entries=(Entry(res, full_url=f"{rtype}/{rid}"),), raw=body)
+        unit = Unit(
+            key=f"{rtype}/{rid}", entries=(Entry(res, full_url=f"{rtype}/{rid}"),), raw=body
+        )
         outcomes = self._ingest(principal, [unit])
         self._audit(principal, "update", outcomes)
         w = _main(outcomes[0], rtype)
@@ -147,7 +156,9 @@ class Writer:
         res = _resource(parse_json(body, max_depth=self.exchange.settings.max_json_depth), rtype)
         if found:
             if res.get("id") not in (None, found[0]):
-                raise Invalid("The body's id does not match the resource found", expression=f"{rtype}.id")
+                raise Invalid(
+                    "The body's id does not match the resource found", expression=f"{rtype}.id"
+                )
             res["id"] = found[0]
             return self.update(principal, rtype, found[0], orjson.dumps(res), None)
         res.pop("id", None)
@@ -168,9 +179,7 @@ class Writer:
                     conds.append(R.c.id == pair[1])
                 else:
                     conds.append(_token_cond(rtype, "identifier", [pair[1]], []))
-            rows = conn.execute(
-                select(R.c.id).where(R.c.type == rtype, *conds).limit(2)
-            ).all()
+            rows = conn.execute(select(R.c.id).where(R.c.type == rtype, *conds).limit(2)).all()
         return [r.id for r in rows]
 
     # -- Bundles -------------------------------------------------------------------------
@@ -218,15 +227,16 @@ class Writer:
             for n, (e, p) in enumerate(zip(entries, problems, strict=True))
             if p is None
         ]
-        outcomes = iter(self._ingest(principal, units) if units else [])
+        done = self._ingest(principal, units) if units else []
+        pending = iter(done)
         results: list[Written | FhirError] = []
         for p in problems:
             if p is not None:
                 results.append(p)
                 continue
-            o = next(outcomes)
+            o = next(pending)
             results.append(o.written[0] if o.ok else Invalid("rejected", issues=o.issues))
-        self._audit(principal, "batch", [])
+        self._audit(principal, "batch", done)
         return 200, _response_bundle("batch-response", results, self.exchange.base)
 
     def _entry(self, principal: Principal, e: Any, n: int) -> Entry:
@@ -256,9 +266,11 @@ class Writer:
                     raise PreconditionFailed(f"{where}.request.url matched {len(found)} resources")
                 if found:
                     res = {**res, "id": found[0]}
-                    return Entry(res, full_url=f"{res['resourceType']}/{found[0]}") if not (
-                        full_url and full_url.startswith("urn:")
-                    ) else _aliased(res, full_url)
+                    return (
+                        Entry(res, full_url=f"{res['resourceType']}/{found[0]}")
+                        if not (full_url and full_url.startswith("urn:"))
+                        else _aliased(res, full_url)
+                    )
                 return Entry({k: v for k, v in res.items() if k != "id"}, full_url)
             if len(parts) != 2 or parts[0] != res["resourceType"]:
                 raise Invalid("PUT needs request.url Type/id", expression=f"{where}.request.url")

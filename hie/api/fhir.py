@@ -66,7 +66,9 @@ def _strict(request: Request) -> bool:
 
 
 @router.get("/{rtype}")
-def search(rtype: TypeDep, request: Request, principal: PrincipalDep, exchange: ExchangeDep) -> Response:
+def search(
+    rtype: TypeDep, request: Request, principal: PrincipalDep, exchange: ExchangeDep
+) -> Response:
     body = exchange.search(principal, rtype, query_pairs(request), strict=_strict(request))
     return fhir(body)
 

@@ -300,7 +300,10 @@ def savings(request: Request, exchange: ExchangeDep, principal: PrincipalDep) ->
     from zoneinfo import ZoneInfo
 
     try:
-        rows = rollup(ledger(lookups, decisions, service.rules.catalogue, ZoneInfo(tz)), by)
+        rows = rollup(
+            ledger(lookups, decisions, service.rules.catalogue, ZoneInfo(tz)),
+            by,  # type: ignore[arg-type]  # checked by rollup: a bad name is a ValueError
+        )
     except ValueError as exc:
         raise Invalid(str(exc), expression="by") from None
     if principal.hospital_id and "hospital" in by:

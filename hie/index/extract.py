@@ -93,7 +93,9 @@ def _imaging(res: JSON, tz: str) -> Extracted:
     for ident in res.get("identifier") or []:
         if isinstance(ident, dict) and ident.get("system") == "urn:dicom:uid":
             uid = str(ident.get("value", "")).removeprefix("urn:oid:")
-    modalities = [c for m in res.get("modality") or [] for c in [(m.get("system", ""), m.get("code"))]]
+    modalities = [
+        c for m in res.get("modality") or [] for c in [(m.get("system", ""), m.get("code"))]
+    ]
     series = [s for s in res.get("series") or [] if isinstance(s, dict)]
     for s in series:
         m = s.get("modality") or {}
@@ -114,7 +116,7 @@ def _imaging(res: JSON, tz: str) -> Extracted:
     }
     ex.date = started
     ex.tokens = [("modality", s, c) for s, c in mods] + [("bodysite", s, c) for s, c in sites]
-    ex.tokens += _identifiers(res) + [("status", "", str(res.get("status") or ""))]
+    ex.tokens += [*_identifiers(res), ("status", "", str(res.get("status") or ""))]
     if uid:  # let a bare UID (without urn:oid:) find the study too
         ex.tokens.append(("identifier", "urn:dicom:uid", uid))
     return ex
