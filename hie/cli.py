@@ -195,22 +195,39 @@ def sync(
 
 @app.command(name="import")
 def import_(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="HL7 v2 file")],
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="HL7 v2 or CSV file")],
     hospital: Annotated[str, typer.Option(help="Hospital the file comes from")],
     config: ConfigOpt = None,
 ) -> None:
-    """Ingest one HL7 v2 file (one or many ORU^R01 messages) for a hospital, once."""
-    from adapters.hl7v2.drop_folder import import_file
+    """Ingest one file once: HL7 v2 (one or many ORU^R01), or a LIS CSV export (*.csv, read
+    with the column mapping of the hospital's lis-csv adapter)."""
+    from adapters.base import Batch
+    from hie.hospitals import LisCsvAdapter
     from hie.terminology import Terminology
 
     exchange, hospitals = _exchange_and_config(config)
     try:
-        hospitals.hospital(hospital)
+        h = hospitals.hospital(hospital)
     except KeyError as exc:
         console.print(f"[red]{exc.args[0]}[/red]")
         raise typer.Exit(2) from None
     terminology = Terminology.load(exchange.settings.profiles_dir)
-    batch = import_file(file, hospital, terminology=terminology)
+    if file.suffix.lower() == ".csv":
+        from adapters.lis_csv.source import LisCsvSource
+
+        adapter = next((a for a in h.adapters if isinstance(a, LisCsvAdapter)), None)
+        if adapter is None:
+            console.print(f"[red]{hospital} has no lis-csv adapter to read the columns from[/red]")
+            raise typer.Exit(2)
+        source = LisCsvSource.from_config(
+            h.id, adapter, hospitals.exchange, lambda hid, code: terminology.map(hid, code)
+        )
+        units, dead = source.parse(file.read_bytes(), key=file.name)
+        batch = Batch(h.id, "import", units=units, dead_letters=dead)
+    else:
+        from adapters.hl7v2.drop_folder import import_file
+
+        batch = import_file(file, hospital, terminology=terminology)
     result = exchange.ingestor.ingest(batch)
     print(
         f"{file.name}: received {result.received}, indexed {result.created}, "
@@ -273,6 +290,22 @@ def dead_retry(
     outcome = DeadLetters(exchange).retry(letter_id)
     print(outcome)
     raise typer.Exit(0 if outcome.startswith("landed") else 1)
+
+
+@app.command("unmapped-codes")
+def unmapped_codes_cmd(
+    hospital: Annotated[str | None, typer.Option(help="Only this hospital")] = None,
+) -> None:
+    """Local test codes stored without a LOINC mapping: add them to the hospital's ConceptMap."""
+    from rich.table import Table
+
+    from hie.services import build_exchange
+    from hie.unmapped import unmapped_codes
+
+    table = Table("hospital", "local code", "results")
+    for u in unmapped_codes(build_exchange(_settings()).store, hospital):
+        table.add_row(u.hospital_id, u.code, str(u.results))
+    Console().print(table)
 
 
 patients_app = typer.Typer(

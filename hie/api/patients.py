@@ -251,3 +251,13 @@ def links(patient_id: str, exchange: ExchangeDep, principal: PrincipalDep) -> Re
     with exchange.store.read() as conn:
         events = exchange.registry.mpi.history(conn, patient_id)
     return _json([{**e, "at": e["at"].isoformat()} for e in events])
+
+
+@router.get("/api/ops/unmapped-codes")
+def unmapped(request: Request, exchange: ExchangeDep, principal: PrincipalDep) -> Response:
+    """Local codes without a LOINC mapping, most frequent first (ops role)."""
+    from hie.unmapped import unmapped_codes
+
+    _ops(principal)
+    hospital = request.query_params.get("hospital")
+    return _json([vars(u) for u in unmapped_codes(exchange.store, hospital)])
