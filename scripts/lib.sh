@@ -49,7 +49,7 @@ ensure_venv() {  # ensure_venv EXTRAS  (e.g. "test")
 }
 
 PGPORT="${HIE_TEST_PGPORT:-15432}"
-PGCLUSTER=hietest
+PGCLUSTER="${HIE_TEST_PGCLUSTER:-hietest}"
 
 start_postgres() {
   apt_install postgresql
