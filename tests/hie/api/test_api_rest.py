@@ -8,6 +8,7 @@ batch (each entry on its own); entered-in-error leaves search but stays readable
 from __future__ import annotations
 
 from email.utils import parsedate_to_datetime
+from urllib.parse import quote
 
 import httpx
 import pytest
@@ -208,6 +209,14 @@ def test_conditional_create_with_if_none_exist(client: httpx.Client) -> None:
     assert second.json()["id"] == first.json()["id"]
     assert second.json()["valueQuantity"]["value"] == 5.4
     assert client.get(f"/Observation/{first.json()['id']}").headers["etag"] == 'W/"1"'
+
+    # the header is a query string: percent-encoded criteria match the same resource
+    encoded = {"If-None-Exist": "identifier=" + quote(f"{system}|R-once", safe="")}
+    third = client.post(
+        "/Observation", json=observation(subject, result_id="R-once"), headers=encoded
+    )
+    assert third.status_code == 200
+    assert third.json()["id"] == first.json()["id"]
 
     shared = {"system": "https://lab.szph.example/accession", "value": "ACC-1"}
     for rid in ("R-x", "R-y"):
