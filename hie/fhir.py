@@ -121,9 +121,15 @@ def fhirpath(root: str, loc: tuple[Any, ...]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif isinstance(part, str) and not part.startswith("function-"):
+        elif isinstance(part, str) and not part.startswith("function-") and not _union_tag(part):
             out += f".{part.removesuffix('__ext')}"
     return out
+
+
+def _union_tag(part: str) -> bool:
+    """pydantic names the member of a union it tried (``str``, ``list[str]``); FHIR has no
+    such element, so ``fhir_comments.list[str][1]`` must read ``fhir_comments[1]``."""
+    return "[" in part or part in ("str", "int", "float", "bool", "dict", "list", "none")
 
 
 def _empty_arrays(value: Any, path: str) -> list[Issue]:
