@@ -1,0 +1,1 @@
+"""Benchmarks and the synthetic city they run on (see bench/README.md)."""
