@@ -19,7 +19,7 @@ from hie.bundle import searchset
 from hie.hospitals import HospitalsConfig
 from hie.index.patients import PatientRegistry
 from hie.index.search import INCLUDES, Query, Searcher, encode_page
-from hie.index.store import Current, Store
+from hie.index.store import HIDDEN_STATUSES, Current, Store
 from hie.ingest import Ingestor
 from hie.outcome import Gone, Issue, NotFound, operation_outcome
 from hie.settings import Settings
@@ -177,6 +177,13 @@ class Exchange:
                         continue
                     seen.add((target, rid))
                     cur = self.store.current(conn, target, rid)
-                    if cur is not None and not cur.deleted and self.visible(principal, [cur]):
+                    if cur is None or cur.deleted or _hidden(cur.body):
+                        continue  # entered-in-error leaves search results, includes too
+                    if self.visible(principal, [cur]):
                         out.append((target, rid, cur.body))
         return out
+
+
+def _hidden(body: bytes) -> bool:
+    status = orjson.loads(body).get("status")
+    return status in HIDDEN_STATUSES
