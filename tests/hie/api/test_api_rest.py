@@ -385,6 +385,14 @@ def test_entered_in_error_leaves_search_but_stays_in_history(client: httpx.Clien
     history = client.get(f"/Observation/{oid}/_history").json()
     assert [e["resource"]["status"] for e in history["entry"]] == ["entered-in-error", "final"]
 
+    # nor is it brought back by a report's _include
+    dr = report(subject, [f"Observation/{oid}", f"Observation/{keep}"], filler="F-eie")
+    assert client.post("/DiagnosticReport", json=dr).status_code == 201
+    included = client.get(
+        "/DiagnosticReport", params={"patient": subject, "_include": "DiagnosticReport:result"}
+    )
+    assert ids_of(included, "include") == [f"Observation/{keep}"]
+
     # and the correction brings it back
     client.put(f"/Observation/{oid}", json={**obs, "id": oid, "status": "corrected"})
     assert f"Observation/{oid}" in ids_of(client.get("/Observation", params={"patient": subject}))
