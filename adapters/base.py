@@ -62,6 +62,8 @@ class Unit:
     raw: bytes = b""
     content_type: str = "application/fhir+json"
     trusted: bool = False
+    # HTTP If-Match: the version the client last saw, checked under the write lock.
+    expected_version: str | None = None
 
 
 @dataclass(frozen=True)

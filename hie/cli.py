@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 import sys
 from pathlib import Path
@@ -13,7 +14,9 @@ from rich.console import Console
 from hie.auth import ALL_SCOPES, mint
 from hie.settings import Settings
 
-app = typer.Typer(help="hie: a medical-results exchange.", no_args_is_help=True)
+app = typer.Typer(
+    help="hie: a medical-results exchange.", no_args_is_help=True, pretty_exceptions_enable=False
+)
 console = Console(stderr=True)
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on")]
@@ -24,14 +27,28 @@ def _settings(**overrides: object) -> Settings:
     return Settings(**{k: v for k, v in overrides.items() if v is not None})  # type: ignore[arg-type]
 
 
+def _base_url(host: str, port: int) -> str | None:
+    """HIE_BASE_URL when set (the address clients use, behind a proxy or on 0.0.0.0);
+    otherwise the address being served."""
+    if os.environ.get("HIE_BASE_URL"):
+        return None  # Settings reads it from the environment
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    return f"http://{shown}:{port}/fhir"
+
+
 def _run(settings: Settings, host: str, port: int) -> None:
     """Serve HTTP, with the configured MLLP listeners beside it, until stopped."""
     import uvicorn
 
     from hie.api.app import create_app
+    from hie.hospitals import ConfigError
     from hie.services import build_exchange
 
-    exchange = build_exchange(settings)
+    try:
+        exchange = build_exchange(settings)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
     listeners = []
     if exchange.hospitals is not None:
         from hie.listeners import start_mllp
@@ -58,7 +75,7 @@ def serve(
     config: Annotated[Path | None, typer.Option(help="Hospitals configuration (TOML)")] = None,
 ) -> None:
     """Serve the exchange (database from HIE_DATABASE_URL, default ./hie.db)."""
-    settings = _settings(config_file=config, base_url=f"http://{host}:{port}/fhir")
+    settings = _settings(config_file=config, base_url=_base_url(host, port))
     if not settings.jwt_secret:
         console.print(
             "[red]HIE_JWT_SECRET is not set.[/red] Set it to a long random string "
@@ -77,9 +94,7 @@ def demo(
     """Load the demo hospitals from fixtures/ into a fresh database, then serve."""
     from hie.demo import load_demo
 
-    settings = _settings(
-        database_url=f"sqlite:///{database}", base_url=f"http://{host}:{port}/fhir"
-    )
+    settings = _settings(database_url=f"sqlite:///{database}", base_url=_base_url(host, port))
     for suffix in ("", "-wal", "-shm"):
         Path(f"{database}{suffix}").unlink(missing_ok=True)
     if not settings.jwt_secret:
@@ -103,7 +118,7 @@ def token(
     hospital: Annotated[str | None, typer.Option(help="Hospital the client acts for")] = None,
     scope: Annotated[list[str] | None, typer.Option(help="SMART v2 scope; repeat")] = None,
     role: Annotated[list[str] | None, typer.Option(help="Role, e.g. ops; repeat")] = None,
-    lifetime: Annotated[int, typer.Option(help="Seconds")] = 3600,
+    lifetime: Annotated[int | None, typer.Option(help="Seconds (HIE_TOKEN_LIFETIME_S)")] = None,
 ) -> None:
     """Mint a token for local use (signed with HIE_JWT_SECRET)."""
     settings = _settings()
@@ -117,7 +132,7 @@ def token(
             hospital_id=hospital,
             scopes=tuple(scope or ALL_SCOPES),
             roles=tuple(role or ()),
-            lifetime_s=lifetime,
+            lifetime_s=lifetime or settings.token_lifetime_s,
         )
     )
 
@@ -147,7 +162,7 @@ def _exchange_and_config(config: Path | None) -> tuple[Any, Any]:
         console.print("[red]Name the hospitals file with --config or HIE_CONFIG_FILE.[/red]")
         raise typer.Exit(2)
     try:
-        hospitals = load_hospitals(path, os.environ)
+        hospitals = load_hospitals(path, os.environ, check_paths=True)
     except ConfigError as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2) from None
@@ -243,7 +258,9 @@ app.add_typer(dead_app, name="dead-letters")
 @dead_app.command("list")
 def dead_list(
     hospital: Annotated[str | None, typer.Option()] = None,
-    status: Annotated[str, typer.Option(help="new | retried | resolved | all")] = "new",
+    status: Annotated[
+        str, typer.Option(help="open (new or retried) | new | retried | resolved | all")
+    ] = "open",
 ) -> None:
     """Dead letters, newest first."""
     from rich.table import Table
@@ -276,6 +293,18 @@ def dead_show(letter_id: int) -> None:
     print(f"received: {d.received}\nstatus: {d.status} (attempts {d.attempts})")
     print(f"reason: {d.reason}\nlocation: {d.location or '-'}\n--- raw ({len(d.raw)} bytes)")
     sys.stdout.write(d.raw.decode("utf-8", "replace").replace("\r", "\n") + "\n")
+
+
+@dead_app.command("resolve")
+def dead_resolve(
+    letter_id: Annotated[int, typer.Argument(help="Dead letter id")],
+) -> None:
+    """Close a dead letter fixed at the source (resent there); it stays on record."""
+    from hie.dead_letters import DeadLetters
+    from hie.services import build_exchange
+
+    DeadLetters(build_exchange(_settings())).resolve(letter_id)
+    print(f"dead letter {letter_id}: resolved")
 
 
 @dead_app.command("retry")
@@ -314,6 +343,13 @@ patients_app = typer.Typer(
 app.add_typer(patients_app, name="patients")
 
 
+def _cli_principal(actor: str) -> Any:
+    """Who acted, for the audit trail, when ops work from the command line."""
+    from hie.auth import Principal
+
+    return Principal(f"cli:{actor}", roles=frozenset({"ops"}), purpose="HOPERAT")
+
+
 def _mpi() -> tuple[Any, Any]:
     from hie.services import build_exchange
 
@@ -340,6 +376,14 @@ def patients_review(
                 item = mpi.accept(conn, exchange.registry, accept, actor, now_utc())
             else:
                 item = mpi.reject(conn, reject, actor, now_utc())
+            exchange.auditor.record(
+                _cli_principal(actor),
+                f"review-{item.status}",
+                resource_type="Patient",
+                resource_ids=[f"Patient/{item.record_id}"],
+                patient_ids=[item.candidate_patient_id, item.current_patient_id],
+                conn=conn,
+            )
         print(f"review {item.id}: {item.status}")
         return
     with exchange.store.read() as conn:
@@ -369,6 +413,14 @@ def patients_unlink(
     exchange, mpi = _mpi()
     with exchange.store.write() as conn:
         target = mpi.unlink(conn, exchange.registry, record, actor, now_utc())
+        exchange.auditor.record(
+            _cli_principal(actor),
+            "unlink",
+            resource_type="Patient",
+            resource_ids=[f"Patient/{record}"],
+            patient_ids=[target],
+            conn=conn,
+        )
     print(f"{record} → Patient/{target}")
 
 
@@ -384,8 +436,27 @@ def patients_merge(
     exchange, mpi = _mpi()
     with exchange.store.write() as conn:
         mpi.merge(conn, exchange.registry, source, target, actor, now_utc())
+        exchange.auditor.record(
+            _cli_principal(actor),
+            "merge",
+            resource_type="Patient",
+            resource_ids=[f"Patient/{source}", f"Patient/{target}"],
+            patient_ids=[source, target],
+            conn=conn,
+        )
     print(f"Patient/{source} merged into Patient/{target}")
 
 
-def main() -> None:  # pragma: no cover
-    app(sys.argv[1:])
+def main() -> None:  # pragma: no cover - the console script
+    """``hie``: domain errors end the command with their message, not a traceback."""
+    from hie.hospitals import ConfigError
+    from hie.outcome import FhirError
+
+    try:
+        app(sys.argv[1:], standalone_mode=True)
+    except FhirError as exc:
+        console.print(f"[red]{exc.diagnostics}[/red]")
+        sys.exit(1)
+    except ConfigError as exc:
+        console.print(f"[red]{exc}[/red]")
+        sys.exit(2)

@@ -41,12 +41,14 @@ class DeadLetters:
         self.exchange = exchange
 
     def list(
-        self, *, hospital: str | None = None, status: str | None = "new", limit: int = 200
+        self, *, hospital: str | None = None, status: str | None = "open", limit: int = 200
     ) -> list[Letter]:
         stmt = select(DEAD).order_by(DEAD.c.received.desc(), DEAD.c.id.desc()).limit(limit)
         if hospital:
             stmt = stmt.where(DEAD.c.hospital_id == hospital)
-        if status:
+        if status == "open":  # waiting for someone: never retried, or retried and still failing
+            stmt = stmt.where(DEAD.c.status.in_(("new", "retried")))
+        elif status:
             stmt = stmt.where(DEAD.c.status == status)
         with self.exchange.store.read() as conn:
             return [Letter(**r._mapping) for r in conn.execute(stmt)]
@@ -69,13 +71,13 @@ class DeadLetters:
             )
         if batch.dead_letters:
             reason = batch.dead_letters[0].reason
-            self._mark(letter_id, "new", reason)
+            self._mark(letter_id, "retried", reason)
             return f"still failing: {reason}"
         result = self.exchange.ingestor.ingest(batch, keep_dead_letters=False)
         bad = [i for item in result.items for i in item.issues]
         if result.rejected:
             reason = "; ".join(f"{i.expression}: {i.diagnostics}" for i in bad)[:4000]
-            self._mark(letter_id, "new", reason)
+            self._mark(letter_id, "retried", reason)
             return f"still failing: {reason}"
         self._mark(letter_id, "resolved", letter.reason)
         return f"landed: {result.created} created, {result.updated} new versions"
@@ -105,10 +107,18 @@ class DeadLetters:
         )
         return Batch(letter.hospital_id, letter.adapter, units=units, dead_letters=dead)
 
-    def _mark(self, letter_id: int, status: str, reason: str) -> None:
+    def resolve(self, letter_id: int) -> None:
+        letter = self.get(letter_id)
+        self._mark(letter_id, "resolved", letter.reason, attempt=False)
+
+    def _mark(self, letter_id: int, status: str, reason: str, *, attempt: bool = True) -> None:
         with self.exchange.store.write() as conn:
             conn.execute(
                 update(DEAD)
                 .where(DEAD.c.id == letter_id)
-                .values(status=status, reason=reason, attempts=DEAD.c.attempts + 1)
+                .values(
+                    status=status,
+                    reason=reason,
+                    attempts=DEAD.c.attempts + (1 if attempt else 0),
+                )
             )

@@ -24,7 +24,7 @@ from hie.fhirtime import BadDate, now_utc, parse_range
 from hie.index import tables as t
 from hie.index.patients import PatientRegistry
 from hie.index.store import Current, R, Store, content_hash
-from hie.outcome import Conflict, FhirError, Invalid, Issue
+from hie.outcome import Conflict, FhirError, Invalid, Issue, PreconditionFailed
 
 JSON = dict[str, Any]
 Validator = Callable[[JSON], list[Issue]]
@@ -51,6 +51,7 @@ class ItemOutcome:
     status: str  # created | updated | unchanged | rejected
     written: list[Written] = field(default_factory=list)
     issues: list[Issue] = field(default_factory=list)
+    error: FhirError | None = None  # the refusal, for an edge that answers one unit
 
     @property
     def ok(self) -> bool:
@@ -127,12 +128,20 @@ def _in_entry(issue: Issue, n: int, rtype: str) -> Issue:
     return Issue(issue.diagnostics, issue.code, issue.severity, path)
 
 
+def _same(value: Any) -> Any:
+    """What makes two list items the same: an identifier is its system and value."""
+    if isinstance(value, dict) and "system" in value and "value" in value:
+        return (value["system"], value["value"])
+    return value
+
+
 def merge_patient(stored: JSON, incoming: JSON) -> JSON:
     """``incoming`` over ``stored``: list elements are unioned, anything else is replaced."""
     merged = {k: v for k, v in stored.items() if k not in ("id", "meta")}
     for key, value in incoming.items():
         if key in _UNION and isinstance(value, list) and isinstance(merged.get(key), list):
-            merged[key] = merged[key] + [v for v in value if v not in merged[key]]
+            have = [_same(v) for v in merged[key]]
+            merged[key] = merged[key] + [v for v in value if _same(v) not in have]
         elif key not in ("id", "meta"):
             merged[key] = value
     return merged
@@ -223,10 +232,8 @@ class Ingestor:
                 issues.extend(found)
                 if found:
                     continue
-            for check in [
-                *([self.profile_check] if self.profile_check else []),
-                *self.extra_checks,
-            ]:
+            profile = self.http_profile_check if lenient else self.profile_check
+            for check in [*([profile] if profile else []), *self.extra_checks]:
                 for issue in check(res):
                     if many and issue.expression and rtype:
                         expr = path + issue.expression.removeprefix(rtype)
@@ -243,7 +250,7 @@ class Ingestor:
                 with conn.begin_nested():
                     return self._apply(conn, unit, hospital_id, adapter, now)
             except FhirError as exc:
-                return ItemOutcome(unit.key, "rejected", issues=exc.issues)
+                return ItemOutcome(unit.key, "rejected", issues=exc.issues, error=exc)
             except IntegrityError:
                 if attempt == 2:  # a concurrent writer took the same source id twice
                     return ItemOutcome(
@@ -257,6 +264,8 @@ class Ingestor:
         self, conn: Connection, unit: Unit, hospital_id: str | None, adapter: str, now: Any
     ) -> ItemOutcome:
         entries = [(e.full_url, dict(e.resource)) for e in unit.entries]
+        if unit.expected_version is not None:
+            self._check_version(conn, entries[0], unit.expected_version)
         # 1. Give every entry its id: the stored one for a known source identifier.
         plan: list[tuple[JSON, str, Current | None, str | None, int]] = []
         local: dict[str, str] = {}
@@ -328,6 +337,22 @@ class Ingestor:
         statuses = {w.status for w in outcome.written}
         outcome.status = next((s for s in ("created", "updated") if s in statuses), "unchanged")
         return outcome
+
+    def _check_version(
+        self, conn: Connection, entry: tuple[str | None, JSON], expected: str
+    ) -> None:
+        """If-Match under the write lock (row lock on PostgreSQL; SQLite's write txn is
+        already exclusive), so two clients holding the same version cannot both win."""
+        rtype = entry[1]["resourceType"]
+        rid = (entry[0] or "").rsplit("/", 1)[-1]
+        row = conn.execute(
+            select(R.c.version_id).where(R.c.type == rtype, R.c.id == rid).with_for_update()
+        ).first()
+        if row is None or str(row.version_id) != expected:
+            raise PreconditionFailed(
+                f'If-Match W/"{expected}" does not match the current version '
+                f"({row.version_id if row else 'none'})"
+            )
 
     def _by_sources(
         self,

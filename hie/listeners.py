@@ -23,7 +23,9 @@ def start_mllp(exchange: Exchange, config: HospitalsConfig) -> list[RunningListe
             facilities.update(adapter.facility)
         hospital, adapter = members[0]
         mllp_config = MllpConfig(
-            hospital_id=hospital.id if len(members) == 1 else None,
+            # With a facility map, MSH-4 decides whose message it is and strangers are
+            # refused; without one, a port serves one hospital.
+            hospital_id=hospital.id if len(members) == 1 and not facilities else None,
             facilities=facilities,
             adapter=adapter.name,
             idle_timeout=adapter.timeout,

@@ -56,7 +56,7 @@ def build_exchange(settings: Settings, *, run_migrations: bool = True) -> Exchan
         from hie.hospitals import load_hospitals
         from hie.organizations import sync_hospitals
 
-        exchange.hospitals = load_hospitals(settings.config_file, os.environ)
+        exchange.hospitals = load_hospitals(settings.config_file, os.environ, check_paths=True)
         sync_hospitals(store, exchange.hospitals)
         attach_recognition(exchange)
     return exchange

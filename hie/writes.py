@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import unquote
 
 import orjson
-from sqlalchemy import select
+from sqlalchemy import or_, select
 
 from adapters.base import Batch, Entry, Unit
 from hie.auth import Principal
@@ -20,6 +20,7 @@ from hie.index.search import _no_nul, _token_cond
 from hie.index.store import R
 from hie.ingest import ItemOutcome, Written
 from hie.outcome import (
+    Conflict,
     FhirError,
     Forbidden,
     Invalid,
@@ -54,18 +55,16 @@ def _resource(data: Any, rtype: str | None = None) -> JSON:
 
 
 def _main(outcome: ItemOutcome, rtype: str) -> Written:
+    if not outcome.ok and outcome.error is not None:
+        raise outcome.error
     if not outcome.ok:
-        raise (
-            Unprocessable(
-                "The resource was rejected",
-                issues=outcome.issues,
-            )
-            if all(i.code == "processable" for i in outcome.issues)
-            else Invalid(
-                outcome.issues[0].diagnostics if outcome.issues else "rejected",
-                issues=outcome.issues,
-            )
-        )
+        first = outcome.issues[0].diagnostics if outcome.issues else "rejected"
+        codes = {i.code for i in outcome.issues}
+        if codes == {"conflict"}:
+            raise Conflict(first, issues=outcome.issues)
+        if codes == {"processable"}:
+            raise Unprocessable(first, issues=outcome.issues)
+        raise Invalid(first, issues=outcome.issues)
     for w in outcome.written:
         if w.type == rtype:
             return w
@@ -137,7 +136,10 @@ class Writer:
                     f"({cur.version_id if cur else 'none'})"
                 )
         unit = Unit(
-            key=f"{rtype}/{rid}", entries=(Entry(res, full_url=f"{rtype}/{rid}"),), raw=body
+            key=f"{rtype}/{rid}",
+            entries=(Entry(res, full_url=f"{rtype}/{rid}"),),
+            raw=body,
+            expected_version=if_match.strip().removeprefix("W/").strip('"') if if_match else None,
         )
         outcomes = self._ingest(principal, [unit])
         self._audit(principal, "update", outcomes)
@@ -179,7 +181,12 @@ class Writer:
                     conds.append(R.c.id == pair[1])
                 else:
                     conds.append(_token_cond(rtype, "identifier", [pair[1]], []))
-            rows = conn.execute(select(R.c.id).where(R.c.type == rtype, *conds).limit(2)).all()
+            # The exchange's own master Patients carry every hospital's identifiers; a
+            # hospital's conditional write is about its own record, never the master.
+            not_master = or_(R.c.source_id.is_(None), ~R.c.source_id.like("exchange:%"))
+            rows = conn.execute(
+                select(R.c.id).where(R.c.type == rtype, not_master, *conds).limit(2)
+            ).all()
         return [r.id for r in rows]
 
     # -- Bundles -------------------------------------------------------------------------

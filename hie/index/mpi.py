@@ -227,11 +227,11 @@ class Mpi:
             .order_by(EVENT.c.at.desc(), EVENT.c.id.desc())
             .limit(1)
         ).first()
+        # Back to the patient it came from, as it was: not followed through the merge that
+        # retired it (following would land on the patient it is being unlinked from).
         target = last.from_patient if last is not None and last.from_patient else None
-        if target is not None:
-            target = registry.follow(conn, target)
-            if target == current:
-                target = None
+        if target == current:
+            target = None
         if target is None:
             target = registry.new_patient(conn, at)
         else:  # the patient it came from may have been retired by the merge: revive it

@@ -173,10 +173,15 @@ class PatientRegistry:
         merged = conn.execute(select(EP.c.merged_into).where(EP.c.id == patient_id)).first()
         master: JSON = {"resourceType": "Patient", "meta": {"tag": [MASTER_TAG]}}
         idents: list[JSON] = [{"system": naming.EXCHANGE_PATIENT, "value": patient_id}]
+        seen: set[tuple[Any, Any]] = {(naming.EXCHANGE_PATIENT, patient_id)}
         names: list[JSON] = []
         for _, _, rec in recs:
             for ident in rec.get("identifier") or []:
-                if isinstance(ident, dict) and ident not in idents:
+                same = (
+                    (ident.get("system"), ident.get("value")) if isinstance(ident, dict) else None
+                )
+                if same and same not in seen:
+                    seen.add(same)
                     idents.append(ident)
             for name in rec.get("name") or []:
                 if name not in names:

@@ -317,15 +317,9 @@ class Searcher:
                     if modifier == "exact"
                     else STRING.c.value.like(_like_prefix(norm), escape="\\")
                 )
-                alts.append(
-                    and_(
-                        STRING.c.type == q.rtype,
-                        STRING.c.param == param.name,
-                        STRING.c.res_id == R.c.id,
-                        cond,
-                    )
-                )
-            q.where.append(exists().where(or_(*alts)))
+                alts.append(and_(STRING.c.type == q.rtype, STRING.c.param == param.name, cond))
+            # uncorrelated, like tokens: read ix_string_value, not every resource of the type
+            q.where.append(R.c.id.in_(select(STRING.c.res_id).where(or_(*alts))))
 
     # -- execution -----------------------------------------------------------------------
     def statement(self, q: Query) -> tuple[Select[Any], Callable[[Any], tuple[Any, str]]]:

@@ -54,6 +54,12 @@ def test_dead_letters_list_show_and_retry(env: dict[str, str]) -> None:
     assert "OBX[1]-5" in out and out.count("OBX|") >= 1  # reason and the raw message
     code, out = run(env, "dead-letters", "retry", "1")
     assert code == 1 and out.startswith("still failing"), out
+    code, out = run(env, "dead-letters", "list", "--status", "retried")
+    assert "retried" in out, out
+    code, out = run(env, "dead-letters", "resolve", "1")
+    assert code == 0
+    code, out = run(env, "dead-letters", "list")
+    assert "szph/lis-folder" not in out, out
 
 
 def test_csv_import_and_unmapped_codes(env: dict[str, str]) -> None:

@@ -441,13 +441,6 @@ def test_metadata_declares_what_the_routes_do(client: httpx.Client) -> None:
             assert resp.status_code == 200, (rtype, p["name"], resp.text)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="If-Match is checked before Ingestor.ingest opens its write transaction "
-    "(hie/writes.py Writer.update reads the version, hie/ingest.py writes later): two "
-    'clients holding W/"1" can both update. Needs the expected version checked inside '
-    "the ingest transaction (hie/ingest.py).",
-)
 def test_if_match_is_atomic_with_the_write(exchange: Exchange) -> None:
     """Two updates carrying the same If-Match: exactly one may win (no lost update).
 

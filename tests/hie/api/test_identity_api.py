@@ -234,7 +234,12 @@ def test_review_accept_moves_results_and_unlink_restores(live: LiveServer) -> No
     assert again.status_code == 400
     undone = httpx.post(f"{api}/unlink", json={"record": item["record_id"]}, headers=ops)
     assert undone.status_code == 200, undone.text
-    assert exchange_patient(live, "szph", "R1") != exchange_patient(live, "pkuszh", "R2")
+    # restored as it was: each record back on the exchange patient it had before the accept
+    assert {exchange_patient(live, "szph", "R1"), exchange_patient(live, "pkuszh", "R2")} == {
+        first,
+        second,
+    }
+    assert observations(live, first) + observations(live, second) == 2
     assert observations(live, exchange_patient(live, "szph", "R1")) == 1
     history = httpx.get(f"{api}/{joined}/links", headers=ops).json()
     assert [e["action"] for e in history][-2:] in (["merge", "unlink"], ["link", "unlink"])
