@@ -19,7 +19,6 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
-    exists,
     false,
     func,
     not_,
