@@ -15,12 +15,13 @@ example is sent by its own hospital so that two examples sharing an identifier d
 one another.
 
 Counts seen on 2026-11-25 (identical on SQLite and PostgreSQL), accepted / rejected, with
-hie's profiles (fhir_profiles/) active; most rejections are the profiles' required
-``identifier`` and ``category`` (laboratory | imaging) on results:
-    core-examples         116 as published: 36 / 80    72 in a transaction: 3 / 69
-    us-core-8.0.0          22 as published:  2 / 20    19 in a transaction: 0 / 19
-    ips-2.0.0              13 as published:  2 / 11    10 in a transaction: 0 / 10
-    validator-test-cases   15 as published:  2 / 13     4 in a transaction: 0 /  4
+hie's profiles (fhir_profiles/) active. As published, results are rejected for their unknown
+subject; in a transaction, most core examples are vital signs, genetics and the like, which
+the profiles refuse for their ``category`` (only laboratory | imaging are exchanged):
+    core-examples         116 as published: 36 / 80    72 in a transaction:  9 / 63
+    us-core-8.0.0          22 as published:  2 / 20    19 in a transaction: 18 /  1
+    ips-2.0.0              13 as published:  2 / 11    10 in a transaction:  9 /  1
+    validator-test-cases   15 as published:  2 / 13     4 in a transaction:  0 /  4
 The test prints the current counts (``pytest -s`` or ``-rP`` shows them).
 """
 
@@ -191,9 +192,11 @@ def test_reference_examples_are_accepted_equal_or_rejected_with_the_element(
             _wrapped(walk, client, ex, n)
     print(walk.summary())
     assert not walk.failures, "\n".join(walk.failures)
-    # the walk judged something: some examples land as published, and in the core examples
-    # some results land once their patient comes with them
+    # the walk judged something: some examples land as published, and the lab examples
+    # land once their patient comes with them (the validator's are broken on purpose)
     assert walk.counts["direct accepted"] > 0, walk.summary()
-    if folder == "core-examples":
+    if folder != "validator-test-cases":
         assert walk.counts["wrapped accepted"] > 0, walk.summary()
+    if folder in ("us-core-8.0.0", "ips-2.0.0"):  # lab and imaging IGs: nearly all land
+        assert walk.counts["wrapped accepted"] >= walk.counts["wrapped"] - 1, walk.summary()
     assert client.get("/metadata").status_code == 200
