@@ -5,7 +5,7 @@ for the one ingest path. No HTTP here: the edge passes parsed JSON and gets outc
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import unquote
 
 import orjson
@@ -55,20 +55,25 @@ def _resource(data: Any, rtype: str | None = None) -> JSON:
 
 
 def _main(outcome: ItemOutcome, rtype: str) -> Written:
-    if not outcome.ok and outcome.error is not None:
-        raise outcome.error
     if not outcome.ok:
-        first = outcome.issues[0].diagnostics if outcome.issues else "rejected"
-        codes = {i.code for i in outcome.issues}
-        if codes == {"conflict"}:
-            raise Conflict(first, issues=outcome.issues)
-        if codes == {"processable"}:
-            raise Unprocessable(first, issues=outcome.issues)
-        raise Invalid(first, issues=outcome.issues)
+        _refuse(outcome)
     for w in outcome.written:
         if w.type == rtype:
             return w
     return outcome.written[0]
+
+
+def _refuse(outcome: ItemOutcome) -> NoReturn:
+    """A rejected unit as the error whose status fits it (409, 412, 422, else 400)."""
+    if outcome.error is not None:
+        raise outcome.error
+    first = outcome.issues[0].diagnostics if outcome.issues else "rejected"
+    codes = {i.code for i in outcome.issues}
+    if codes == {"conflict"}:
+        raise Conflict(first, issues=outcome.issues)
+    if codes == {"processable"}:
+        raise Unprocessable(first, issues=outcome.issues)
+    raise Invalid(first, issues=outcome.issues)
 
 
 class Writer:
@@ -221,10 +226,7 @@ class Writer:
             unit = Unit(key="transaction", entries=tuple(entries), raw=body)
             outcomes = self._ingest(principal, [unit]) if entries else []
             if outcomes and not outcomes[0].ok:
-                raise Invalid(
-                    outcomes[0].issues[0].diagnostics if outcomes[0].issues else "rejected",
-                    issues=outcomes[0].issues,
-                )
+                _refuse(outcomes[0])  # a conflict stays a 409, as for a single update
             self._audit(principal, "transaction", outcomes)
             written = outcomes[0].written if outcomes else []
             by_order = _order(entries, written)
