@@ -483,3 +483,21 @@ def test_if_match_is_atomic_with_the_write(exchange: Exchange) -> None:
             t.join()
     assert sorted(outcomes) == ["412", "ok"]
     assert exchange.store.get("Observation", oid).version_id == 2  # type: ignore[union-attr]
+
+
+def test_transaction_conflict_is_409_and_writes_nothing(client: httpx.Client) -> None:
+    subject = _seed_patient(client)
+    obs = observation(subject, result_id="R-taken")
+    assert client.post("/Observation", json=obs).status_code == 201
+    tx = bundle(
+        "transaction",
+        [
+            entry(patient("M-new"), urn(1)),
+            entry({**obs, "id": "another"}, method="PUT", url="Observation/another"),
+        ],
+    )
+    outcome = assert_outcome(client.post("/", json=tx), 409)
+    assert outcome["issue"][0]["code"] == "conflict"
+    assert (
+        ids_of(client.get("/Patient", params={"identifier": f"{naming.mrn('szph')}|M-new"})) == []
+    )
