@@ -15,7 +15,7 @@ from typing import Any
 
 import orjson
 from sqlalchemy import Connection, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 
 from adapters.base import Batch, Cursor, DeadLetter, Unit
 from hie import naming
@@ -24,7 +24,7 @@ from hie.fhirtime import BadDate, now_utc, parse_range
 from hie.index import tables as t
 from hie.index.patients import PatientRegistry
 from hie.index.store import Current, R, Store, content_hash
-from hie.outcome import Conflict, FhirError, Invalid, Issue, PreconditionFailed
+from hie.outcome import Conflict, FhirError, Forbidden, Invalid, Issue, PreconditionFailed
 
 JSON = dict[str, Any]
 Validator = Callable[[JSON], list[Issue]]
@@ -251,6 +251,12 @@ class Ingestor:
                     return self._apply(conn, unit, hospital_id, adapter, now)
             except FhirError as exc:
                 return ItemOutcome(unit.key, "rejected", issues=exc.issues, error=exc)
+            except DataError as exc:  # e.g. a NUL in text PostgreSQL cannot store
+                return ItemOutcome(
+                    unit.key,
+                    "rejected",
+                    issues=[Issue(f"The database refused a value: {exc.orig}", "invalid")],
+                )
             except IntegrityError:
                 if attempt == 2:  # a concurrent writer took the same source id twice
                     return ItemOutcome(
@@ -272,37 +278,67 @@ class Ingestor:
         sources = [source_identifier(res, hospital_id) for _, res in entries]
         known = self._by_sources(conn, hospital_id, entries, sources)
         for n, (full_url, res) in enumerate(entries):
-            rtype = res["resourceType"]
-            source = sources[n]
-            prev = known.get((rtype, source)) if source else None
-            explicit = self._target_id(conn, full_url, res, None)
-            if prev is not None and explicit and explicit != prev.id:
-                raise Conflict(
-                    f"{rtype} identifier {source} already belongs to {rtype}/{prev.id}",
-                    expression=f"{rtype}.identifier",
-                )
-            rid = self._target_id(conn, full_url, res, prev)
-            if prev is None and rid:
-                prev = self.store.current(conn, rtype, rid)
-                if prev is not None and prev.hospital_id != hospital_id and hospital_id:
-                    raise Invalid(
-                        f"{rtype}/{rid} belongs to another hospital",
-                        expression=f"{rtype}.id",
-                    )
-            rid = rid or uuid.uuid4().hex
-            if rtype == "Patient" and prev is not None and not explicit:
-                # A hospital's LIS, PACS and HTTP clients each know part of the patient:
-                # an upsert by MRN adds what is new instead of dropping what others sent.
-                res = merge_patient(orjson.loads(prev.body), res)
+            try:
+                plan.append(self._plan(conn, n, full_url, res, sources[n], known, hospital_id))
+            except FhirError as exc:
+                if len(entries) > 1:
+                    exc.issues = [_in_entry(i, n, res["resourceType"]) for i in exc.issues]
+                raise
+            rtype, rid = res["resourceType"], plan[-1][1]
             if full_url:
                 local[full_url] = f"{rtype}/{rid}"
-            plan.append((res, rid, prev, source, n))
         # 2. Point references between entries at the ids just given (transaction semantics).
         for res, *_ in plan:
             for ref in _walk_refs(res):
                 if ref["reference"] in local:
                     ref["reference"] = local[ref["reference"]]
-        # 3. Patients first, then everything that refers to them.
+        return self._write(conn, unit, plan, hospital_id, now, len(entries))
+
+    def _plan(
+        self,
+        conn: Connection,
+        n: int,
+        full_url: str | None,
+        res: JSON,
+        source: str | None,
+        known: dict[tuple[str, str | None], Current],
+        hospital_id: str | None,
+    ) -> tuple[JSON, str, Current | None, str | None, int]:
+        """The id, stored version and source id of one entry."""
+        rtype = res["resourceType"]
+        prev = known.get((rtype, source)) if source else None
+        explicit = self._target_id(conn, full_url, res, None)
+        if prev is not None and explicit and explicit != prev.id:
+            raise Conflict(
+                f"{rtype} identifier {source} already belongs to {rtype}/{prev.id}",
+                expression=f"{rtype}.identifier",
+            )
+        rid = self._target_id(conn, full_url, res, prev)
+        if prev is None and rid:
+            prev = self.store.current(conn, rtype, rid)
+            if prev is not None and prev.hospital_id != hospital_id and hospital_id:
+                raise Forbidden(
+                    f"{rtype}/{rid} belongs to another hospital; a hospital writes only "
+                    "its own results",
+                    expression=f"{rtype}.id",
+                )
+        rid = rid or uuid.uuid4().hex
+        if rtype == "Patient" and prev is not None and not explicit:
+            # A hospital's LIS, PACS and HTTP clients each know part of the patient:
+            # an upsert by MRN adds what is new instead of dropping what others sent.
+            res = merge_patient(orjson.loads(prev.body), res)
+        return (res, rid, prev, source, n)
+
+    def _write(
+        self,
+        conn: Connection,
+        unit: Unit,
+        plan: list[tuple[JSON, str, Current | None, str | None, int]],
+        hospital_id: str | None,
+        now: Any,
+        count: int,
+    ) -> ItemOutcome:
+        """Patients first, then everything that refers to them."""
         outcome = ItemOutcome(unit.key, "unchanged")
         patients: dict[str, str] = {}
         for res, rid, prev, source, n in sorted(
@@ -317,7 +353,7 @@ class Ingestor:
                 try:
                     patient_id, record_id = self._patient_of(conn, res, patients)
                 except FhirError as exc:
-                    if len(entries) > 1:
+                    if count > 1:
                         exc.issues = [_in_entry(i, n, rtype) for i in exc.issues]
                     raise
             written = self._upsert(

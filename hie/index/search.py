@@ -311,10 +311,12 @@ class Searcher:
             alts = []
             for v in values:
                 norm = normalise_name(v)
+                # A prefix as a range (value >= p AND value < p⁺): both backends walk
+                # ix_string_value for it, where LIKE 'p%' reads every name.
                 cond = (
                     STRING.c.value == norm
-                    if modifier == "exact"
-                    else STRING.c.value.like(_like_prefix(norm), escape="\\")
+                    if modifier == "exact" or not norm
+                    else and_(STRING.c.value >= norm, STRING.c.value < _after_prefix(norm))
                 )
                 alts.append(and_(STRING.c.type == q.rtype, STRING.c.param == param.name, cond))
             # uncorrelated, like tokens: read ix_string_value, not every resource of the type
@@ -410,8 +412,9 @@ def _unindexed_sqlite(element: unindexed, compiler: Any, **kw: Any) -> str:
     return "+" + str(compiler.process(element.clauses, **kw))
 
 
-def _like_prefix(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+def _after_prefix(value: str) -> str:
+    """The least string greater than every string starting with ``value``."""
+    return value[:-1] + chr(ord(value[-1]) + 1) if ord(value[-1]) < 0x10FFFF else value + "\uffff"
 
 
 __all__ = ["INCLUDES", "PARAMS", "Query", "Searcher", "t"]
