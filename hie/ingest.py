@@ -23,7 +23,7 @@ from hie.fhir import check_model
 from hie.fhirtime import BadDate, now_utc, parse_range
 from hie.index import tables as t
 from hie.index.patients import PatientRegistry
-from hie.index.store import Current, R, Store, content_hash
+from hie.index.store import Current, R, Store, WriteBuffer, content_hash
 from hie.outcome import Conflict, FhirError, Forbidden, Invalid, Issue, PreconditionFailed
 
 JSON = dict[str, Any]
@@ -339,6 +339,7 @@ class Ingestor:
         count: int,
     ) -> ItemOutcome:
         """Patients first, then everything that refers to them."""
+        buffer = WriteBuffer()
         outcome = ItemOutcome(unit.key, "unchanged")
         patients: dict[str, str] = {}
         for res, rid, prev, source, n in sorted(
@@ -357,7 +358,17 @@ class Ingestor:
                         exc.issues = [_in_entry(i, n, rtype) for i in exc.issues]
                     raise
             written = self._upsert(
-                conn, res, rid, prev, source, hospital_id, patient_id, record_id, now
+                conn,
+                res,
+                rid,
+                prev,
+                source,
+                hospital_id,
+                patient_id,
+                record_id,
+                now,
+                # patient records are read back by the linker at once; results are not
+                None if rtype == "Patient" else buffer,
             )
             if rtype == "Patient":
                 linked = prev.patient_id if prev is not None else None
@@ -370,6 +381,7 @@ class Ingestor:
                     )
                     self._set_patient(conn, "Patient", rid, patients[f"Patient/{rid}"])
             outcome.written.append(written)
+        buffer.flush(conn)
         statuses = {w.status for w in outcome.written}
         outcome.status = next((s for s in ("created", "updated") if s in statuses), "unchanged")
         return outcome
@@ -470,6 +482,7 @@ class Ingestor:
         patient_id: str | None,
         record_id: str | None,
         now: Any,
+        buffer: WriteBuffer | None = None,
     ) -> Written:
         digest = content_hash(res)
         rtype = res["resourceType"]
@@ -492,6 +505,7 @@ class Ingestor:
             patient_id=patient_id if rtype != "Patient" else (prev.patient_id if prev else None),
             record_id=record_id,
             digest=digest,
+            buffer=buffer,
         )
         return Written(rtype, rid, version, "updated" if prev else "created", body, now)
 
