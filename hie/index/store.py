@@ -196,8 +196,14 @@ def content_hash(resource: JSON) -> str:
     return hashlib.sha256(orjson.dumps(trimmed, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
-def create_engine(url: str, *, pool_size: int = 10) -> Engine:
-    """An engine with the pragmas and pooling each backend needs."""
+def create_engine(url: str, *, pool_size: int = 10, sqlite_cache_kib: int = 8192) -> Engine:
+    """An engine with the pragmas and pooling each backend needs.
+
+    ``sqlite_cache_kib`` is SQLite's page cache *per connection*. It was 64 MiB: a bulk load
+    grew RSS by 90 MB over its first 40,000 results for it (the target is 50 MB in all),
+    with no gain in speed; pages beyond it are read from the OS page cache, which holds the
+    database file anyway.
+    """
     if url.startswith("sqlite"):
         memory = url in ("sqlite://", "sqlite:///:memory:")
         engine = sa_create_engine(
@@ -212,7 +218,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> Engine:
             cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=NORMAL")
             cur.execute("PRAGMA busy_timeout=30000")
-            cur.execute("PRAGMA cache_size=-65536")
+            cur.execute(f"PRAGMA cache_size=-{int(sqlite_cache_kib)}")
             cur.close()
 
         # pysqlite's own transaction handling defers BEGIN; take it over so that a
