@@ -337,6 +337,17 @@ def unmapped_codes_cmd(
     Console().print(table)
 
 
+def _mount_bench() -> None:
+    """``hie bench generate|run`` and ``hie import-bulk`` (hie/cli_bench.py)."""
+    from hie.cli_bench import bench_app, import_bulk
+
+    app.add_typer(bench_app, name="bench")
+    app.command("import-bulk")(import_bulk)
+
+
+_mount_bench()
+
+
 patients_app = typer.Typer(
     help="Patient identity: review queue, unlink, merge.", no_args_is_help=True
 )
