@@ -29,12 +29,12 @@ from bench.bundles import bundle
 from bench.events import CityPlan, Event, Order, Study, person_events
 from bench.messages import oru
 
-# Residents per size: about 36 results each (see CityPlan), so "1m" is about a million.
+# Residents per size: about 43 results each (see CityPlan), so "1m" is about a million.
 SIZES: dict[str, tuple[int, int]] = {  # name → (residents, hospitals)
     "tiny": (10, 4),
     "small": (1_500, 20),
-    "1m": (28_000, 60),
-    "10m": (280_000, 120),
+    "1m": (23_000, 60),
+    "10m": (230_000, 120),
 }
 HL7_PER_FILE = 1_000
 

@@ -74,7 +74,7 @@ class Run:
         self.machine["load_avg_at_end"] = os.getloadavg()
         data = asdict(self)
         for f, d in zip(self.figures, data["figures"], strict=True):
-            d["ratio"] = round(f.ratio, 3)
+            d["ratio"] = round(f.ratio, 6)
         js = out / f"results-{self.size}.json"
         js.write_text(json.dumps(data, indent=1, ensure_ascii=False))
         md = out / f"results-{self.size}.md"

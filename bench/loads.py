@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hie.bulk import LoadStats, load_hl7_folder, load_ndjson
+from hie.bulk import LoadStats, load_hl7_folder, load_ndjson, worker_pool
 from hie.services import build_exchange
 from hie.settings import Settings
 
@@ -69,20 +69,21 @@ def run_load(
         report.samples.append((round(fraction, 4), round(rss_mb(), 1)))
 
     started = time.perf_counter()
-    for path in inputs:
-        if kind == "ndjson":
-            stats = load_ndjson(
-                exchange.ingestor, path, batch_size=batch, workers=workers, progress=progress
-            )
-        else:
-            stats = load_hl7_folder(
-                exchange.ingestor, path, batch_size=batch, workers=workers, progress=progress
-            )
-        done_before += stats.bytes_total
-        for name in ("results", "units", "rejected", "dead_letters", "created", "updated"):
-            setattr(report, name, getattr(report, name) + getattr(stats, name))
-        report.unchanged += stats.unchanged
-        report.errors.extend(stats.errors[: max(0, 5 - len(report.errors))])
+    with worker_pool(workers) as pool:
+        for path in inputs:
+            if kind == "ndjson":
+                stats = load_ndjson(
+                    exchange.ingestor, path, batch_size=batch, pool=pool, progress=progress
+                )
+            else:
+                stats = load_hl7_folder(
+                    exchange.ingestor, path, batch_size=batch, pool=pool, progress=progress
+                )
+            done_before += stats.bytes_total
+            for name in ("results", "units", "rejected", "dead_letters", "created", "updated"):
+                setattr(report, name, getattr(report, name) + getattr(stats, name))
+            report.unchanged += stats.unchanged
+            report.errors.extend(stats.errors[: max(0, 5 - len(report.errors))])
     report.seconds = time.perf_counter() - started
     report.results_per_s = report.results / report.seconds if report.seconds else 0.0
     report.rss_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024

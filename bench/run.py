@@ -51,9 +51,11 @@ PLANS = {
 
 
 def _db(base: str, backend: str, name: str, out: Path) -> str:
+    """A database per role; ``out`` is the size's data folder (``data-1m``), so sizes differ."""
     if backend == "sqlite":
         return f"sqlite:///{out / f'{name}.db'}"
-    return f"{base.rstrip('/')}/hie_bench_{name.replace('-', '_')}"
+    size = out.name.removeprefix("data-").replace("-", "_")
+    return f"{base.rstrip('/')}/hie_bench_{size}_{name.replace('-', '_')}"
 
 
 def _load(
@@ -308,6 +310,59 @@ def _post_city(
     return posted, results, failed, seconds, first_error
 
 
+def direct_load(
+    run: Run,
+    plan: Plan,
+    backend: str,
+    base: str,
+    data: Path,
+    probe: Path,
+    patients: int,
+    hospitals: int,
+) -> None:
+    """Fill the lookup database with the bench-only loader, then measure the real ingest of a
+    slice of new people into that full index against the same slice into an empty one."""
+    from bench.direct import load
+
+    db = _db(base, backend, "bulk", data)
+    floors.fresh_database(db)
+    with run.phase(f"bench-only loader ({backend})"):
+        started = time.perf_counter()
+        results = load(db, patients, hospitals)
+        seconds = time.perf_counter() - started
+    run.dataset.update(patients=patients, hospitals=hospitals, results=results)
+    run.notes.append(
+        f"{backend}: the {results:,} results for the lookups were written by the bench-only "
+        f"loader bench/direct.py (raw executemany/COPY of the rows the store would write; "
+        f"{results / seconds:,.0f} results/s), not through ingest"
+    )
+    probe_files = sorted((probe / "fhir").glob("*.ndjson"))
+    w = plan.workers
+    with run.phase(f"probe slice, empty and full index ({backend})"):
+        empty_db = _db(base, backend, "probe-empty", data)
+        empty = _load(
+            empty_db, "ndjson", probe_files, data / f"probe-empty-{backend}.json", workers=w
+        )
+        full = _load(
+            db, "ndjson", probe_files, data / f"probe-full-{backend}.json", fresh=False, workers=w
+        )
+    run.add(
+        Figure(
+            "ingest",
+            f"bulk NDJSON with {results:,} results indexed",
+            backend,
+            full["results_per_s"],
+            "results/s",
+            empty["results_per_s"],
+            "same slice into an empty index",
+            True,
+            "within 20% (ratio ≥ 0.8)",
+            full["results_per_s"] >= 0.8 * empty["results_per_s"],
+            f"slice of {full['results']:,} results through the real bulk path",
+        )
+    )
+
+
 def lookup(
     run: Run, plan: Plan, backend: str, db: str, out: Path, config: Path, *, workers_check: bool
 ) -> None:
@@ -556,7 +611,15 @@ def main(argv: list[str] | None = None) -> Path:
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--pg", help="PostgreSQL server URL without database name")
     parser.add_argument("--skip-ingest", action="store_true", help="lookups on an existing load")
+    parser.add_argument(
+        "--direct",
+        default="",
+        help="backends (sqlite,postgres) whose lookup data is written by the bench-only loader "
+        "(bench/direct.py) instead of the real ingest; their ingest figures are then the probe "
+        "slice into that full index only",
+    )
     args = parser.parse_args(argv)
+    direct = {b for b in args.direct.split(",") if b}
     started = time.perf_counter()
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -568,10 +631,16 @@ def main(argv: list[str] | None = None) -> Path:
     if not wrk.available():
         run.notes.append("wrk is not installed (apt-get install -y wrk): lookup figures skipped")
     patients, hospitals = SIZES[args.size]
+    data = out / f"data-{args.size}"
+    data.mkdir(exist_ok=True)
+    backends = [("sqlite", "")] + ([("postgres", args.pg)] if args.pg else [])
     with run.phase("city"):
-        city = _city(out, args.size, patients=patients, hospitals=hospitals)
+        everything_direct = all(b in direct for b, _ in backends)
+        city = _city(
+            data, args.size, patients=0 if everything_direct else patients, hospitals=hospitals
+        )
         probe = _city(
-            out, args.size, patients=plan.probe_patients, hospitals=hospitals, first=patients
+            data, args.size, patients=plan.probe_patients, hospitals=hospitals, first=patients
         )
     run.dataset = {
         k: v
@@ -587,11 +656,13 @@ def main(argv: list[str] | None = None) -> Path:
             "studies",
         )
     }
-    backends = [("sqlite", "")] + ([("postgres", args.pg)] if args.pg else [])
     for backend, base in backends:
-        db = _db(base, backend, "bulk", out)
-        if not args.skip_ingest:
-            db = ingest(run, plan, backend, base, out, city, probe)
+        db = _db(base, backend, "bulk", data)
+        if backend in direct:
+            if not args.skip_ingest:
+                direct_load(run, plan, backend, base, data, probe, patients, hospitals)
+        elif not args.skip_ingest:
+            db = ingest(run, plan, backend, base, data, city, probe)
         if wrk.available():
             with run.phase(f"lookups ({backend})"):
                 lookup(
@@ -599,7 +670,7 @@ def main(argv: list[str] | None = None) -> Path:
                     plan,
                     backend,
                     db,
-                    out,
+                    data,
                     city / "hospitals.toml",
                     workers_check=backend == "postgres",
                 )

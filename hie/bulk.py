@@ -38,7 +38,8 @@ import multiprocessing
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -128,25 +129,37 @@ def _flush(
     pending.units, pending.dead = [], []
 
 
-def _pipelined(items: Iterable[T], fn: Callable[[T], R], workers: int) -> Iterator[tuple[T, R]]:
-    """``(item, fn(item))`` in input order; with workers, ``fn`` runs ahead in other processes
-    (at most ``workers + 1`` items in flight, so memory stays bounded)."""
+@contextmanager
+def worker_pool(workers: int) -> Iterator[Executor | None]:
+    """Worker processes for ``load_*(pool=...)``; create one for a whole multi-file load,
+    since starting a worker (imports, model build) costs a second or two."""
     if workers <= 0:
-        for item in items:
-            yield item, fn(item)
+        yield None
         return
     # spawn, not fork: the parent holds database connections and may run a progress thread.
     ctx = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        pending: deque[tuple[T, Future[R]]] = deque()
+        yield pool
+
+
+def _pipelined(
+    items: Iterable[T], fn: Callable[[T], R], pool: Executor | None, depth: int = 2
+) -> Iterator[tuple[T, R]]:
+    """``(item, fn(item))`` in input order; with a pool, ``fn`` runs ahead in other processes
+    (at most ``depth`` items in flight, so memory stays bounded)."""
+    if pool is None:
         for item in items:
-            pending.append((item, pool.submit(fn, item)))
-            if len(pending) > workers:
-                head, fut = pending.popleft()
-                yield head, fut.result()
-        while pending:
+            yield item, fn(item)
+        return
+    pending: deque[tuple[T, Future[R]]] = deque()
+    for item in items:
+        pending.append((item, pool.submit(fn, item)))
+        if len(pending) >= depth:
             head, fut = pending.popleft()
             yield head, fut.result()
+    while pending:
+        head, fut = pending.popleft()
+        yield head, fut.result()
 
 
 _seen_valid: dict[bytes, bool] = {}
@@ -313,9 +326,14 @@ def load_ndjson(
     hospital_id: str | None = None,
     batch_size: int = 500,
     workers: int = 0,
+    pool: Executor | None = None,
     progress: Progress | None = None,
 ) -> LoadStats:
-    """Load one hospital's NDJSON file, resuming from the committed cursor if there is one."""
+    """Load one hospital's NDJSON file, resuming from the committed cursor if there is one.
+
+    ``pool`` (from :func:`worker_pool`) runs the model check in other processes; without it,
+    ``workers`` > 0 starts a pool for this file alone.
+    """
     hospital = hospital_id or first_hospital(path)
     if not hospital:
         raise ValueError(
@@ -335,13 +353,15 @@ def load_ndjson(
     def unchecked(batch: list[tuple[int, bytes]]) -> list[bool]:
         return [False] * len(batch)  # ingest runs the model check itself
 
-    check = _check_batch if workers else unchecked
-    with path.open("rb") as f:
+    with ExitStack() as stack, path.open("rb") as f:
+        if pool is None:
+            pool = stack.enter_context(worker_pool(workers))
+        check = _check_batch if pool is not None else unchecked
         if start:
             f.seek(start - 1)
             if f.read(1) != b"\n":
                 raise ValueError(f"{path}: cursor {start} is not at a line boundary")
-        for batch, valid in _pipelined(_line_batches(f, start, batch_size), check, workers):
+        for batch, valid in _pipelined(_line_batches(f, start, batch_size), check, pool):
             pending = _Pending()
             for (end, line), ok in zip(batch, valid, strict=True):
                 stats.items += 1
@@ -411,12 +431,13 @@ def load_hl7_folder(
     pattern: str = "*.hl7",
     mapper: MessageMapper | None = None,
     workers: int = 0,
+    pool: Executor | None = None,
     progress: Progress | None = None,
 ) -> LoadStats:
     """Load every ``pattern`` file under ``folder`` (sorted) as one hospital's ORU feed.
 
-    With ``workers`` (and the default mapper) files are parsed and mapped in worker
-    processes, a few files ahead of the writes.
+    With a ``pool`` (or ``workers``) and the default mapper, files are parsed and mapped in
+    worker processes, a file or two ahead of the writes.
     """
     hospital = hospital_id or folder.name
     files = sorted(p for p in folder.rglob(pattern) if p.is_file())
@@ -426,8 +447,6 @@ def load_hl7_folder(
     done_rel, done_n = _split_hl7_cursor(committed)
     stats.resumed_from = committed
     began = time.perf_counter()
-    pending = _Pending()
-    last = flushed = committed or ""
     todo = []
     for path in files:
         rel = path.relative_to(folder).as_posix()
@@ -435,30 +454,34 @@ def load_hl7_folder(
             stats.bytes_done += path.stat().st_size
         else:
             todo.append((str(path), rel, hospital))
-    if mapper is None and workers:
-        mapped: Iterator[tuple[tuple[str, str, str], list[Unit | DeadLetter]]] = _pipelined(
-            todo, _map_file, workers
-        )
-    else:
-        use = mapper or hl7_mapper()
-        mapped = ((job, list(use(Path(job[0]).read_bytes(), job[1], job[2]))) for job in todo)
-    for (path_s, rel, _), items in mapped:
-        for item in items:
-            n = int(item.key.rpartition("#")[2])
-            if rel == done_rel and n <= done_n:
-                continue
-            stats.items += 1
-            (pending.units if isinstance(item, Unit) else pending.dead).append(item)  # type: ignore[arg-type]
-            last = f"{rel}#{n}"
-            if len(pending) >= batch_size:
-                _flush(sink, hospital, HL7_ADAPTER, pending, Cursor(name, last), stats)
-                flushed = last
-                stats.seconds = time.perf_counter() - began
-                if progress:
-                    progress(stats)
-        stats.bytes_done += Path(path_s).stat().st_size
-    if last != flushed:
-        _flush(sink, hospital, HL7_ADAPTER, pending, Cursor(name, last), stats)
+    with ExitStack() as stack:
+        mapped: Iterator[tuple[tuple[str, str, str], list[Unit | DeadLetter]]]
+        if mapper is None and (workers or pool is not None):
+            if pool is None:
+                pool = stack.enter_context(worker_pool(workers))
+            mapped = _pipelined(todo, _map_file, pool)
+        else:
+            use = mapper or hl7_mapper()
+            mapped = ((job, list(use(Path(job[0]).read_bytes(), job[1], job[2]))) for job in todo)
+        pending = _Pending()
+        last = flushed = committed or ""
+        for (path_s, rel, _), items in mapped:
+            for item in items:
+                n = int(item.key.rpartition("#")[2])
+                if rel == done_rel and n <= done_n:
+                    continue
+                stats.items += 1
+                (pending.units if isinstance(item, Unit) else pending.dead).append(item)  # type: ignore[arg-type]
+                last = f"{rel}#{n}"
+                if len(pending) >= batch_size:
+                    _flush(sink, hospital, HL7_ADAPTER, pending, Cursor(name, last), stats)
+                    flushed = last
+                    stats.seconds = time.perf_counter() - began
+                    if progress:
+                        progress(stats)
+            stats.bytes_done += Path(path_s).stat().st_size
+        if last != flushed:
+            _flush(sink, hospital, HL7_ADAPTER, pending, Cursor(name, last), stats)
     stats.seconds = time.perf_counter() - began
     if progress:
         progress(stats)

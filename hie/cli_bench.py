@@ -28,7 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hie.bulk import LoadStats, load_hl7_folder, load_ndjson
+from hie.bulk import LoadStats, load_hl7_folder, load_ndjson, worker_pool
 
 bench_app = typer.Typer(help="Synthetic city and benchmarks (needs the source tree).")
 console = Console(stderr=True)
@@ -139,7 +139,7 @@ def import_bulk(
         TextColumn("{task.fields[rate]}"),
         TimeRemainingColumn(),
     )
-    with Progress(*columns, console=console) as bar:
+    with Progress(*columns, console=console) as bar, worker_pool(n_workers) as pool:
         for kind, item in inputs:
             task = bar.add_task(item.name, total=None, rate="")
 
@@ -157,7 +157,7 @@ def import_bulk(
                     item,
                     hospital_id=hospital,
                     batch_size=batch,
-                    workers=n_workers,
+                    pool=pool,
                     progress=show,
                 )
             else:
@@ -166,7 +166,7 @@ def import_bulk(
                     item,
                     hospital_id=hospital,
                     batch_size=batch,
-                    workers=n_workers,
+                    pool=pool,
                     progress=show,
                 )
             for field in ("results", "units", "created", "updated", "unchanged", "rejected"):
