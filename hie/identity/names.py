@@ -28,8 +28,6 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
 
-from pypinyin import lazy_pinyin
-
 Placeholder = Literal["newborn", "unknown"]
 
 _COMPOUND = (
@@ -120,7 +118,13 @@ def latin(text: str) -> str:
 
 @lru_cache(maxsize=65536)
 def pinyin(chars: str) -> str:
-    """Toneless pinyin of characters, upper case, no separators (ü written U)."""
+    """Toneless pinyin of characters, upper case, no separators (ü written U).
+
+    pypinyin is imported on first use: its phrase dictionary costs ~0.4 s to load, which
+    ``hie serve`` should not pay before it can answer (the server warms it after start-up).
+    """
+    from pypinyin import lazy_pinyin
+
     return "".join(lazy_pinyin(chars, errors="ignore")).upper().replace("V", "U")
 
 
