@@ -1,4 +1,8 @@
-"""Schema migrations (Alembic): a database made by an older release upgrades in place."""
+"""Schema migrations (Alembic): a database made by an older release upgrades in place.
+
+On PostgreSQL an upgrade also makes the time partitions due (``hie.index.partitions``): the
+months ahead, and the months of any row waiting in a DEFAULT partition.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,8 @@ from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Engine
+
+from hie.index import partitions
 
 HERE = Path(__file__).resolve().parent / "migrations"
 
@@ -24,6 +30,7 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
         command.upgrade(cfg, revision)
+        partitions.ensure_in(conn)
 
 
 def current(engine: Engine) -> str | None:

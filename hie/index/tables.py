@@ -9,6 +9,11 @@ partitioned and, past one PostgreSQL, sharded by patient. Times are stored as na
 - ``*_index`` tables hold the single-valued search columns of each result type;
   ``search_token`` the multi-valued token parameters (code, category, identifier, modality,
   body site...), denormalised with patient and date so the main lookups are one index range.
+
+On PostgreSQL ``resource_version`` (by ``last_updated``) and ``audit_event`` (by ``recorded``)
+are partitioned by month (migration 0004, ``hie.index.partitions``); there their primary key
+also holds the partition key, as PostgreSQL requires. The classes below keep the logical key,
+which is what the code relies on (inserts, lookups by it); nothing upserts into them.
 """
 
 from __future__ import annotations

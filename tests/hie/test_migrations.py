@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from sqlalchemy import inspect, text
 
 from hie import migrate
@@ -28,3 +29,87 @@ def test_upgrade_from_first_release_keeps_data(tmp_path: Path) -> None:
         assert conn.execute(text("SELECT name_zh FROM hospital")).scalar_one() == "深圳市人民医院"
     migrate.upgrade(engine)  # a second upgrade is a no-op
     assert migrate.current(engine) == migrate.head()
+
+
+def test_partitioning_upgrade_keeps_data_on_postgres(database_url: str) -> None:
+    """0003 → 0004 on a PostgreSQL index with rows: tables become partitioned, rows stay."""
+    if database_url.startswith("sqlite"):
+        pytest.skip("0004 changes nothing on SQLite (covered by the upgrade above)")
+    base, _, name = database_url.rpartition("/")
+    fresh = f"{name}_0003"
+    admin = create_engine(f"{base}/postgres").execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{fresh}"'))
+    engine = create_engine(f"{base}/{fresh}", pool_size=1)
+    try:
+        migrate.upgrade(engine, "0003")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO resource_version VALUES "
+                    "('Observation', 'o1', 1, '2019-03-31 23:00+00', false, 'v1'), "
+                    "('Observation', 'o1', 2, '2026-11-04 10:00+00', false, 'v2')"
+                )
+            )
+            for when in ("2020-01-01 07:00+08", "2026-11-05 09:00+00"):
+                conn.execute(
+                    text(
+                        "INSERT INTO audit_event (recorded, client_id, action, interaction, "
+                        "resource_ids, outcome) VALUES (:w, 'c', 'R', 'read', '', '0')"
+                    ),
+                    {"w": when},
+                )
+        migrate.upgrade(engine)
+        assert migrate.current(engine) == migrate.head()
+        with engine.begin() as conn:
+            kinds = dict(
+                conn.execute(
+                    text(
+                        "SELECT relname, relkind::text FROM pg_class "
+                        "WHERE relname IN ('resource_version', 'audit_event')"
+                    )
+                ).all()
+            )
+            assert kinds == {"resource_version": "p", "audit_event": "p"}
+            versions = conn.execute(
+                text(
+                    "SELECT version_id, body, tableoid::regclass::text FROM resource_version "
+                    "ORDER BY version_id"
+                )
+            ).all()
+            assert [tuple(r) for r in versions] == [
+                (1, b"v1", "resource_version_p201903"),
+                (2, b"v2", "resource_version_p202611"),
+            ]
+            audits = conn.execute(
+                text("SELECT id, tableoid::regclass::text FROM audit_event ORDER BY id")
+            ).all()
+            assert [tuple(r) for r in audits] == [
+                (1, "audit_event_p201912"),  # 07:00 in Shanghai on 1 January is 2019 in UTC
+                (2, "audit_event_p202611"),
+            ]
+            # the id sequence survived the swap and goes on from where it was
+            conn.execute(
+                text(
+                    "INSERT INTO audit_event (recorded, client_id, action, interaction, "
+                    "resource_ids, outcome) VALUES (now(), 'c', 'R', 'read', '', '0')"
+                )
+            )
+            assert conn.execute(text("SELECT max(id) FROM audit_event")).scalar_one() == 3
+            indexes = set(
+                conn.execute(
+                    text(
+                        "SELECT indexname FROM pg_indexes "
+                        "WHERE tablename IN ('resource_version', 'audit_event')"
+                    )
+                ).scalars()
+            )
+            assert indexes == {"resource_version_pkey", "audit_event_pkey", "ix_audit_patient"}
+        migrate.upgrade(engine)  # a second upgrade is a no-op
+        assert migrate.current(engine) == migrate.head()
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)'))
+        admin.dispose()
