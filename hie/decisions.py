@@ -144,21 +144,26 @@ class Decisions:
         )
         return [decision_from_row(r) for r in rows]
 
+    def lookup_row(
+        self, lookup: Lookup, *, patient_id: str, client_id: str, pending: int
+    ) -> dict[str, Any]:
+        """The ledger row of one ``$prior-results`` question (written by the caller)."""
+        return {
+            "asked": lookup.at,
+            "patient_id": patient_id,
+            "hospital_id": lookup.hospital_id,
+            "department": lookup.department,
+            "client_id": client_id,
+            "requested_items": " ".join(lookup.requested_items)[:4000],
+            "offered_items": " ".join(lookup.offered_items)[:4000],
+            "pending": pending,
+        }
+
     def record_lookup(
         self, conn: Connection, lookup: Lookup, *, patient_id: str, client_id: str, pending: int
     ) -> None:
-        conn.execute(
-            insert(LOOKUP).values(
-                asked=lookup.at,
-                patient_id=patient_id,
-                hospital_id=lookup.hospital_id,
-                department=lookup.department,
-                client_id=client_id,
-                requested_items=" ".join(lookup.requested_items)[:4000],
-                offered_items=" ".join(lookup.offered_items)[:4000],
-                pending=pending,
-            )
-        )
+        row = self.lookup_row(lookup, patient_id=patient_id, client_id=client_id, pending=pending)
+        conn.execute(insert(LOOKUP), [row])
 
     def window(
         self, conn: Connection, since: datetime | None, until: datetime | None

@@ -17,14 +17,15 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Connection, select
+from sqlalchemy import Connection, and_, bindparam, insert, select
 
 from hie import naming
+from hie.audit import Auditor
 from hie.auth import Principal
-from hie.decisions import Decisions
+from hie.decisions import LOOKUP, Decisions
 from hie.fhirtime import BadDate, now_utc, parse_range
 from hie.hospitals import HospitalsConfig
-from hie.index.store import TOKEN, R, Store
+from hie.index.store import RV, TOKEN, R, Store
 from hie.outcome import Invalid
 from hie.recognition import (
     Assessment,
@@ -123,86 +124,103 @@ class PriorResults:
         return wanted, imaging
 
     def candidates(self, conn: Connection, req: Request) -> list[PriorResult]:
+        return self.gather(conn, req)[0]
+
+    def gather(self, conn: Connection, req: Request) -> tuple[list[PriorResult], dict[str, bytes]]:
+        """The patient's candidate results, and the stored JSON of each current one by ref.
+
+        A fixed number of statements whatever the patient's history: the requested codes'
+        results (token index, bodies joined in), panel members not among them, their
+        specimens, the older versions of every corrected result, and imaging studies if
+        imaging was asked. Each body is read and parsed once.
+        """
         wanted, imaging = self._wanted_loinc(req.codes)
-        since = req.at - LOOKBACK
-        ids = conn.execute(
-            select(TOKEN.c.type, TOKEN.c.res_id)
-            .where(
-                TOKEN.c.patient_id == req.patient_id,
-                TOKEN.c.type.in_(RESULT_TYPES),
-                TOKEN.c.param == "code",
-                TOKEN.c.code.in_(sorted(wanted)),
-                TOKEN.c.date >= since,
-            )
-            .distinct()
-        ).all()
-        keys = {(r.type, r.res_id) for r in ids}
-        rows = self._bodies(conn, keys)
+        params = {"patient": req.patient_id, "codes": sorted(wanted), "since": req.at - LOOKBACK}
+        rows: dict[tuple[str, str], Any] = {(r.type, r.id): r for r in conn.execute(_HITS, params)}
+        docs = {key: orjson.loads(r.body) for key, r in rows.items()}
         # Panels need their members even when a member's own code was not asked for.
-        members: set[tuple[str, str]] = set()
-        for _, body in rows.values():
-            for ref in orjson.loads(body).get("result") or []:
+        members: set[str] = set()
+        for (rtype, _), doc in docs.items():
+            if rtype != "DiagnosticReport":
+                continue
+            for ref in doc.get("result") or []:
                 target = ref.get("reference", "") if isinstance(ref, dict) else ""
                 if target.startswith("Observation/"):
-                    members.add(("Observation", target.split("/", 1)[1]))
-        rows.update(self._bodies(conn, members - set(rows)))
+                    members.add(target.split("/", 1)[1])
+        members -= {rid for rtype, rid in rows if rtype == "Observation"}
+        if members:
+            self._add(conn, rows, docs, _BODIES, {"type": "Observation", "ids": sorted(members)})
         if imaging:
-            found = conn.execute(
-                select(R.c.type, R.c.id, R.c.hospital_id, R.c.body).where(
-                    R.c.patient_id == req.patient_id, R.c.type == "ImagingStudy"
-                )
-            ).all()
-            rows.update({(r.type, r.id): (r.hospital_id, r.body) for r in found})
-        docs = {key: (hospital, orjson.loads(body)) for key, (hospital, body) in rows.items()}
-        specimens = self._specimens(conn, [doc for _, doc in docs.values()])
+            self._add(conn, rows, docs, _STUDIES, {"patient": req.patient_id})
+        specimens = self._specimens(conn, docs.values())
+        history = self._history(conn, [key for key, r in rows.items() if r.version_id > 1])
         out = []
-        for (rtype, rid), (hospital_id, doc) in docs.items():
+        for key, doc in docs.items():
+            hospital_id = rows[key].hospital_id
             if not hospital_id:
                 continue
             specimen = specimens.get(_specimen_ref(doc))
             pr = prior_result(doc, hospital_id=hospital_id, specimen=specimen, zone=self.zone)
             if pr is not None:
                 out.append(pr)
-            if int((doc.get("meta") or {}).get("versionId") or 1) > 1:
-                # Earlier versions go in too: the engine marks them superseded by the correction.
-                for _, _, body in self.store.history_in(conn, rtype, rid):
-                    old = orjson.loads(body)
-                    if old.get("meta", {}).get("versionId") == doc["meta"]["versionId"]:
-                        continue
-                    prev = prior_result(old, hospital_id=hospital_id, zone=self.zone)
-                    if prev is not None:
-                        out.append(prev)
-        return out
+            # Earlier versions go in too: the engine marks them superseded by the correction.
+            for old in history.get(key, ()):
+                if old.get("meta", {}).get("versionId") == doc["meta"]["versionId"]:
+                    continue
+                prev = prior_result(old, hospital_id=hospital_id, zone=self.zone)
+                if prev is not None:
+                    out.append(prev)
+        return out, {f"{t}/{i}": r.body for (t, i), r in rows.items()}
 
-    def _specimens(self, conn: Connection, docs: list[JSON]) -> dict[str | None, str | None]:
+    @staticmethod
+    def _add(
+        conn: Connection,
+        rows: dict[tuple[str, str], Any],
+        docs: dict[tuple[str, str], JSON],
+        stmt: Any,
+        params: JSON,
+    ) -> None:
+        for r in conn.execute(stmt, params):
+            key = (r.type, r.id)
+            if key not in rows:
+                rows[key] = r
+                docs[key] = orjson.loads(r.body)
+
+    def _specimens(self, conn: Connection, docs: Iterable[JSON]) -> dict[str | None, str | None]:
         refs = {_specimen_ref(d) for d in docs} - {None}
-        ids = {r.split("/", 1)[1] for r in refs if r and r.startswith("Specimen/")}
-        found = self._bodies(conn, {("Specimen", i) for i in ids})
+        ids = sorted({r.split("/", 1)[1] for r in refs if r and r.startswith("Specimen/")})
+        if not ids:
+            return {}
         return {
-            f"Specimen/{rid}": specimen_type(orjson.loads(body))
-            for (_, rid), (_, body) in found.items()
+            f"Specimen/{r.id}": specimen_type(orjson.loads(r.body))
+            for r in conn.execute(_BODIES, {"type": "Specimen", "ids": ids})
         }
 
-    def _bodies(
-        self, conn: Connection, keys: set[tuple[str, str]]
-    ) -> dict[tuple[str, str], tuple[str | None, bytes]]:
-        out: dict[tuple[str, str], tuple[str | None, bytes]] = {}
+    def _history(
+        self, conn: Connection, keys: list[tuple[str, str]]
+    ) -> dict[tuple[str, str], list[JSON]]:
+        """Every stored version of the corrected results, newest first, one query per type."""
         by_type: dict[str, list[str]] = {}
         for rtype, rid in keys:
             by_type.setdefault(rtype, []).append(rid)
+        out: dict[tuple[str, str], list[JSON]] = {}
         for rtype, rids in by_type.items():
-            for r in conn.execute(
-                select(R.c.id, R.c.hospital_id, R.c.body).where(R.c.type == rtype, R.c.id.in_(rids))
-            ):
-                out[(rtype, r.id)] = (r.hospital_id, r.body)
+            for r in conn.execute(_VERSIONS, {"type": rtype, "ids": sorted(rids)}):
+                out.setdefault((rtype, r.id), []).append(orjson.loads(r.body))
         return out
 
-    def assess(self, principal: Principal, req: Request) -> tuple[Assessment, dict[str, bytes]]:
-        """The engine's answer and the stored JSON of every result it mentions."""
+    def assess(
+        self, principal: Principal, req: Request, *, auditor: Auditor | None = None
+    ) -> tuple[Assessment, dict[str, bytes]]:
+        """The engine's answer and the stored JSON of every result it mentions.
+
+        The lookup goes to the savings ledger through ``auditor`` (queued with the audit
+        rows when it writes in the background), or in a transaction of its own without one.
+        """
         if req.requester not in self.profiles:
             raise Invalid(f"Unknown requesting hospital {req.requester!r}", expression="requester")
         with self.store.read() as conn:
-            results = self.candidates(conn, req)
+            results, stored = self.gather(conn, req)
         assessment = evaluate(
             results,
             req.codes,
@@ -214,19 +232,47 @@ class PriorResults:
             self.rules.policy,
         )
         refs = {a.result.ref for a in assessment.results} | {p.ref for p in assessment.pending}
-        with self.store.write() as conn:
-            bodies = {
-                f"{t}/{i}": body
-                for (t, i), (_, body) in self._bodies(
-                    conn,
-                    {tuple(r.split("/", 1)) for r in refs},  # type: ignore[misc]
-                ).items()
-            }
-            self.decisions.record_lookup(
-                conn,
-                lookup_from(assessment, req.department),
-                patient_id=req.patient_id,
-                client_id=principal.client_id,
-                pending=len(assessment.pending),
-            )
+        bodies = {ref: stored[ref] for ref in refs if ref in stored}
+        row = self.decisions.lookup_row(
+            lookup_from(assessment, req.department),
+            patient_id=req.patient_id,
+            client_id=principal.client_id,
+            pending=len(assessment.pending),
+        )
+        if auditor is not None:
+            auditor.append(LOOKUP, [row], None)
+        else:
+            with self.store.write() as conn:
+                conn.execute(insert(LOOKUP), [row])
         return assessment, bodies
+
+
+# Statements built once (SQLAlchemy then reuses their compiled form); lists are expanding
+# parameters. _HITS starts from ix_token_patient (patient, type, param, code, date).
+_TOKENS = (
+    select(TOKEN.c.type, TOKEN.c.res_id)
+    .where(
+        TOKEN.c.patient_id == bindparam("patient"),
+        TOKEN.c.type.in_(RESULT_TYPES),
+        TOKEN.c.param == "code",
+        TOKEN.c.code.in_(bindparam("codes", expanding=True)),
+        TOKEN.c.date >= bindparam("since"),
+    )
+    .distinct()
+    .subquery()
+)
+_COLUMNS = (R.c.type, R.c.id, R.c.hospital_id, R.c.version_id, R.c.body)
+_HITS = select(*_COLUMNS).join(
+    _TOKENS, and_(R.c.type == _TOKENS.c.type, R.c.id == _TOKENS.c.res_id)
+)
+_BODIES = select(*_COLUMNS).where(
+    R.c.type == bindparam("type"), R.c.id.in_(bindparam("ids", expanding=True))
+)
+_STUDIES = select(*_COLUMNS).where(
+    R.c.patient_id == bindparam("patient"), R.c.type == "ImagingStudy"
+)
+_VERSIONS = (
+    select(RV.c.id, RV.c.body)
+    .where(RV.c.type == bindparam("type"), RV.c.id.in_(bindparam("ids", expanding=True)))
+    .order_by(RV.c.id, RV.c.version_id.desc())
+)

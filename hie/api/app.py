@@ -17,6 +17,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hie.api import fhir as fhir_routes
 from hie.api import patients, recognition
+from hie.api.deps import lifespan
 from hie.api.responses import error, fhir
 from hie.exchange import Exchange
 from hie.outcome import FhirError, Invalid, Issue, MethodNotAllowed, NotFound, operation_outcome
@@ -35,6 +36,7 @@ def create_app(settings: Settings, exchange: Exchange | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
+        lifespan=lifespan,
     )
     app.state.exchange = exchange
     app.state.writer = Writer(exchange)

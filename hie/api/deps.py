@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, FastAPI, Request
 
 from hie.auth import Principal, verify
 from hie.exchange import Exchange
@@ -25,6 +27,18 @@ def get_principal(request: Request) -> Principal:
     """The one authentication step every protected route passes through."""
     exchange: Exchange = request.app.state.exchange
     return verify(exchange.settings.jwt_secret, request.headers.get("authorization"))
+
+
+@asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    """What runs beside the routes while the app serves: the audit trail's background writer
+    (:meth:`hie.audit.Auditor.start`); at shutdown every queued audit row is written."""
+    exchange: Exchange = app.state.exchange
+    exchange.auditor.start()
+    try:
+        yield
+    finally:
+        exchange.auditor.stop()
 
 
 ExchangeDep = Annotated[Exchange, Depends(get_exchange)]

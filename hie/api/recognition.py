@@ -110,7 +110,7 @@ def _answer(
     principal.require("Observation", "s")
     service = _service(exchange)
     req = _request(exchange, principal, patient_id, pairs)
-    assessment, bodies = service.assess(principal, req)
+    assessment, bodies = service.assess(principal, req, auditor=exchange.auditor)
     extras: dict[str, bytes] = {}
     matches: list[tuple[str, str, bytes]] = []
     for a in assessment.results:
@@ -295,6 +295,7 @@ def savings(request: Request, exchange: ExchangeDep, principal: PrincipalDep) ->
     tz = exchange.settings.timezone
     since = parse_at(q["from"], tz) if q.get("from") else None
     until = parse_at(q["to"], tz) if q.get("to") else None
+    exchange.auditor.flush()  # lookups still queued for the ledger count in this report
     with exchange.store.read() as conn:
         lookups, decisions = service.decisions.window(conn, since, until)
     from zoneinfo import ZoneInfo
