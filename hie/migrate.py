@@ -33,6 +33,12 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
         partitions.ensure_in(conn)
 
 
+def include_name(name: str | None, kind: str, _parent: object) -> bool:
+    """Alembic's filter: monthly partitions are made at run time (``hie.index.partitions``),
+    not by revisions, so autogenerate must neither compare them nor offer to drop them."""
+    return not (kind == "table" and name is not None and partitions.is_partition(name))
+
+
 def current(engine: Engine) -> str | None:
     with engine.connect() as conn:
         return MigrationContext.configure(conn).get_current_revision()

@@ -76,6 +76,14 @@ def default_name(table: str) -> str:
     return f"{table}_default"
 
 
+def is_partition(table: str) -> bool:
+    """Whether ``table`` names one of the partitions this module makes."""
+    return any(
+        table == default_name(parent) or re.fullmatch(rf"{parent}_p\d{{6}}", table) is not None
+        for parent in PARTITIONED
+    )
+
+
 def _utc(d: datetime) -> datetime:
     return d.replace(tzinfo=UTC) if d.tzinfo is None else d.astimezone(UTC)
 
@@ -282,6 +290,7 @@ __all__ = [
     "Partition",
     "ensure_in",
     "ensure_partitions",
+    "is_partition",
     "list_partitions",
     "partition_job",
 ]

@@ -9,6 +9,8 @@ partitioned and, past one PostgreSQL, sharded by patient. Times are stored as na
 - ``*_index`` tables hold the single-valued search columns of each result type;
   ``search_token`` the multi-valued token parameters (code, category, identifier, modality,
   body site...), denormalised with patient and date so the main lookups are one index range.
+  The type tables are reached by id only (joined to ``resource``, updated and deleted by id):
+  they carry no other index (migration 0005 dropped the ones no query used).
 
 On PostgreSQL ``resource_version`` (by ``last_updated``) and ``audit_event`` (by ``recorded``)
 are partitioned by month (migration 0004, ``hie.index.partitions``); there their primary key
@@ -97,7 +99,6 @@ class ResourceVersion(SQLModel, table=True):
 
 class ObservationIndex(SQLModel, table=True):
     __tablename__ = "observation_index"
-    __table_args__ = (Index("ix_observation_patient_date", "patient_id", "effective"),)
     id: str = Field(primary_key=True, max_length=64)
     patient_id: str | None = Field(default=None, max_length=64)
     hospital_id: str | None = Field(default=None, max_length=64)
@@ -113,7 +114,6 @@ class ObservationIndex(SQLModel, table=True):
 
 class DiagnosticReportIndex(SQLModel, table=True):
     __tablename__ = "diagnostic_report_index"
-    __table_args__ = (Index("ix_diagnostic_report_patient_date", "patient_id", "effective"),)
     id: str = Field(primary_key=True, max_length=64)
     patient_id: str | None = Field(default=None, max_length=64)
     hospital_id: str | None = Field(default=None, max_length=64)
@@ -129,13 +129,12 @@ class DiagnosticReportIndex(SQLModel, table=True):
 
 class ImagingStudyIndex(SQLModel, table=True):
     __tablename__ = "imaging_study_index"
-    __table_args__ = (Index("ix_imaging_study_patient_started", "patient_id", "started"),)
     id: str = Field(primary_key=True, max_length=64)
     patient_id: str | None = Field(default=None, max_length=64)
     hospital_id: str | None = Field(default=None, max_length=64)
     status: str = Field(max_length=32)
     started: datetime | None = None
-    study_uid: str | None = Field(default=None, max_length=128, index=True)
+    study_uid: str | None = Field(default=None, max_length=128)
     modality: str | None = Field(default=None, max_length=16)
     body_site: str | None = Field(default=None, max_length=64)
     last_updated: datetime
@@ -144,7 +143,7 @@ class ImagingStudyIndex(SQLModel, table=True):
 class PatientIndex(SQLModel, table=True):
     __tablename__ = "patient_index"
     id: str = Field(primary_key=True, max_length=64)
-    patient_id: str | None = Field(default=None, max_length=64, index=True)
+    patient_id: str | None = Field(default=None, max_length=64)
     hospital_id: str | None = Field(default=None, max_length=64)
     gender: str | None = Field(default=None, max_length=16)
     birthdate: datetime | None = None

@@ -6,6 +6,7 @@ from alembic import context
 from sqlmodel import SQLModel
 
 import hie.index.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+from hie.migrate import include_name
 
 config = context.config
 target_metadata = SQLModel.metadata
@@ -18,6 +19,7 @@ def run_migrations_online() -> None:
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
+        include_name=include_name,
     )
     with context.begin_transaction():
         context.run_migrations()
