@@ -101,6 +101,21 @@ class _Run:
     superseded_by: dict[tuple[str, str | None], str] = field(default_factory=dict)
     latest: dict[str, PriorResult] = field(default_factory=dict)  # ref -> newest version
     verdicts: dict[tuple[str, str | None], Verdict] = field(default_factory=dict)
+    # A result's catalogue item, and each hospital's credentials: asked for many times per
+    # result (relates, judge, covers, order), so looked up once (issue 8 profile).
+    items: dict[tuple[str, str | None], CatalogueItem | None] = field(default_factory=dict)
+    held_by: dict[str, list[LabCredential]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for c in self.credentials:
+            self.held_by.setdefault(c.hospital_id, []).append(c)
+
+    def _item(self, r: PriorResult) -> CatalogueItem | None:
+        key = _key(r)
+        if key in self.items:
+            return self.items[key]
+        found = self.items[key] = self.catalogue.match(r)
+        return found
 
     # -- the whole request -------------------------------------------------------------------
 
@@ -182,7 +197,7 @@ class _Run:
                         self.superseded_by.setdefault(_key(old), r.ref)
 
     def _relates(self, r: PriorResult) -> list[Code]:
-        item = self.catalogue.match(r)
+        item = self._item(r)
         if item is not None:
             return list(self.relevant.get(item.code, []))
         return [c for c in r.codes if c in self.literal]
@@ -216,7 +231,7 @@ class _Run:
 
         producer = self.hospitals.get(r.hospital_id)
         own = r.hospital_id == self.requester.id
-        item = self.catalogue.match(r)
+        item = self._item(r)
         expires_at = None
         credential = None
         scope_rule = "own-result" if own else "scope.unknown-hospital"
@@ -322,11 +337,8 @@ class _Run:
         held = sorted(
             (
                 c
-                for c in self.credentials
-                if c.hospital_id == r.hospital_id
-                and c.scope in scopes
-                and c.scheme in item.credential_schemes
-                and c.valid_on(day)
+                for c in self.held_by.get(r.hospital_id, ())
+                if c.scope in scopes and c.scheme in item.credential_schemes and c.valid_on(day)
             ),
             key=lambda c: (not c.scope.startswith("item:"), c.scheme, c.valid_from),
         )
@@ -369,7 +381,7 @@ class _Run:
         self, r: PriorResult, verdict: Verdict, relates: list[Code]
     ) -> tuple[tuple[Code, ...], tuple[str, ...]]:
         """Requested codes this result stands in for, and (panels) components it lacks."""
-        item = self.catalogue.match(r)
+        item = self._item(r)
         if item is None:
             return (), ()
         missing: tuple[str, ...] = ()
@@ -395,7 +407,7 @@ class _Run:
             member = self.latest.get(ref)
             if member is None or member.hospital_id != panel.hospital_id:
                 continue
-            member_item = self.catalogue.match(member)
+            member_item = self._item(member)
             if member_item is not None and self._verdict(member).recognised:
                 found.add(member_item.code)
         return found
@@ -525,7 +537,7 @@ class _Run:
 
     def _order(self, a: AssessedResult) -> tuple[int, float, int, str, tuple[int, str]]:
         """Recognised first, then newest first, then catalogue priority, then a stable tie."""
-        item = self.catalogue.match(a.result)
+        item = self._item(a.result)
         return (
             0 if a.verdict.recognised else 1,
             -a.result.effective.timestamp(),
