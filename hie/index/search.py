@@ -114,7 +114,30 @@ class Query:
     after: tuple[Any, str] | None = None
     ignored: list[str] = field(default_factory=list)
     patient_ids: list[str] = field(default_factory=list)
+    by_patient: bool = False  # a patient parameter was given: only patient_ids' rows
+    tokens: list[tuple[str, list[str]]] = field(default_factory=list)  # (param, values)
     impossible: bool = False  # e.g. a patient.identifier nobody has: no rows, no SQL
+
+    def conditions(self) -> list[ColumnElement[bool]]:
+        """Every condition, built once the whole query string is read.
+
+        Token conditions are built here, not as each parameter is read, so that they carry
+        the patient whatever the parameters' order (``code=`` before ``patient=`` used to
+        search the code's rows across the whole city). When a token condition carries the
+        patient, the resource row's own patient test is kept off its index on SQLite: the
+        token index (patient, type, param, code, date) then drives and resources are read by
+        primary key, instead of every one of the patient's resources of the type being read
+        and tested against the token list.
+        """
+        out = list(self.where)
+        tokens = [_token_cond(self.rtype, p, v, self.patient_ids) for p, v in self.tokens]
+        out += tokens
+        if self.by_patient:
+            column: Any = R.c.patient_id
+            if tokens and self.patient_ids and self.rtype != "Patient":
+                column = unindexed(column)
+            out.append(column.in_(self.patient_ids))
+        return out
 
 
 def _token(value: str) -> tuple[str | None, str | None]:
@@ -287,9 +310,9 @@ class Searcher:
         if q.patient_ids:
             ids = [i for i in ids if i in q.patient_ids]
         q.patient_ids = ids
+        q.by_patient = True
         if not ids:
             q.impossible = True
-        q.where.append(R.c.patient_id.in_(ids))
 
     def _apply(
         self, conn: Connection, q: Query, param: Param, modifier: str, values: list[str], index: Any
@@ -300,7 +323,7 @@ class Searcher:
             self._restrict_patients(q, self._patients(conn, values))
         elif param.kind == "token":
             assert param.column
-            q.where.append(_token_cond(q.rtype, param.column, values, q.patient_ids))
+            q.tokens.append((param.column, values))
         elif param.kind == "date":
             col = index.c[param.column] if index is not None else None
             if col is None:
@@ -332,7 +355,7 @@ class Searcher:
         if index is not None:
             base = base.add_columns(*(index.c[c] for c in ("effective", "started") if c in index.c))
             base = base.join(index, index.c.id == R.c.id)
-        cond = [R.c.type == q.rtype, not_(R.c.deleted), *q.where]
+        cond = [R.c.type == q.rtype, not_(R.c.deleted), *q.conditions()]
         if q.impossible:
             cond.append(false())
         desc = q.sort.startswith("-")
@@ -367,7 +390,9 @@ class Searcher:
         if index is not None:
             stmt = stmt.join(index, index.c.id == R.c.id)
         return int(
-            conn.execute(stmt.where(R.c.type == q.rtype, not_(R.c.deleted), *q.where)).scalar_one()
+            conn.execute(
+                stmt.where(R.c.type == q.rtype, not_(R.c.deleted), *q.conditions())
+            ).scalar_one()
         )
 
 
