@@ -14,11 +14,15 @@ from datetime import UTC, date, datetime
 import pytest
 from sqlalchemy import Engine, text
 
-from hie import migrate
+from hie import migrate, naming
 from hie.index import partitions
 from hie.index.partitions import default_name, ensure_partitions, list_partitions
 from hie.index.store import RV, Store, create_engine
+from hie.services import build_exchange
+from hie.settings import Settings
+from tests.conftest import SECRET
 from tests.hie.api.api_builders import observation
+from tests.hie.index.test_index_query_plans import _plan, _record, _seed
 
 TODAY = date(2026, 11, 25)
 
@@ -196,6 +200,31 @@ def test_history_reads_use_each_partitions_key_and_time_bounds_prune(pg: Engine)
     scanned = sorted(set(re.findall(r"audit_event_p\d{6}", plan)))
     assert scanned == ["audit_event_p202603", "audit_event_p202604"], plan
     assert "audit_event_default" not in plan, plan
+
+
+def test_the_main_lookup_never_reads_the_partitioned_tables(pg: Engine) -> None:
+    """``Observation?patient&code&date=ge`` on a partitioned index: the same plan as before
+    (the patient's token range), and no partition of history or audit in it."""
+    settings = Settings(
+        database_url=pg.url.render_as_string(hide_password=False),
+        jwt_secret=SECRET,
+        base_url="http://x/fhir",
+        pool_size=2,
+    )
+    exchange = build_exchange(settings, run_migrations=False)
+    try:
+        _seed(exchange)
+        params = [
+            ("patient", _record(exchange, 7)),
+            ("code", f"{naming.LOINC}|2345-7"),
+            ("date", "ge2026-01-01"),
+        ]
+        plan = "\n".join(_plan(exchange, "Observation", params))
+    finally:
+        exchange.store.engine.dispose()
+    assert "ix_token_patient" in plan, plan
+    assert "Seq Scan" not in plan, plan
+    assert "resource_version" not in plan and "audit_event" not in plan, plan
 
 
 def test_sqlite_has_no_partitions(database_url: str) -> None:
