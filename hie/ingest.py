@@ -9,12 +9,12 @@ alone, and the batch's cursor commits with whatever landed.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, insert, select, update
+from sqlalchemy import Connection, NestedTransaction, insert, select, update
 from sqlalchemy.exc import DataError, IntegrityError
 
 from adapters.base import Batch, Cursor, DeadLetter, Unit
@@ -30,6 +30,7 @@ JSON = dict[str, Any]
 Validator = Callable[[JSON], list[Issue]]
 CURSOR = t.Cursor.__table__  # type: ignore[attr-defined]
 DEAD = t.DeadLetter.__table__  # type: ignore[attr-defined]
+_IN_CHUNK = 500  # source ids per SELECT ... IN (well under SQLite's bound-parameter limit)
 SUBJECT_REQUIRED = frozenset({"Observation", "DiagnosticReport", "ImagingStudy"})
 
 
@@ -147,16 +148,98 @@ def merge_patient(stored: JSON, incoming: JSON) -> JSON:
     return merged
 
 
-def _walk_refs(node: Any) -> Iterator[JSON]:
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, dict):
-            if isinstance(cur.get("reference"), str):
-                yield cur
-            stack.extend(v for v in cur.values() if isinstance(v, dict | list))
-        elif isinstance(cur, list):
-            stack.extend(v for v in cur if isinstance(v, dict | list))
+def _rewired(node: Any, local: dict[str, str]) -> Any:
+    """``node`` with every ``reference`` found in ``local`` replaced, copying only the dicts
+    and lists on the way to a change: the unit's own JSON is never changed, so the same unit
+    can be planned again (a retry, or the one-unit-at-a-time fallback of a batch)."""
+    if type(node) is dict:
+        out: dict[str, Any] | None = None
+        for key, value in node.items():
+            kind = type(value)
+            if key == "reference" and kind is str and value in local:
+                new = local[value]
+            elif kind is dict or kind is list:
+                new = _rewired(value, local)
+                if new is value:
+                    continue
+            else:
+                continue
+            if out is None:
+                out = dict(node)
+            out[key] = new
+        return node if out is None else out
+    if type(node) is list:
+        items: list[Any] | None = None
+        for n, value in enumerate(node):
+            if type(value) is dict or type(value) is list:
+                new = _rewired(value, local)
+                if new is not value:
+                    if items is None:
+                        items = list(node)
+                    items[n] = new
+        return node if items is None else items
+    return node
+
+
+@dataclass
+class _Shared:
+    """What the units of one batch share: stored resources by source identifier (looked up
+    once for the batch, kept current as its units land), merges already followed, and the
+    new rows of the units that landed, waiting to be sent together."""
+
+    known: dict[tuple[str, str | None], Current]
+    follows: dict[str, str] = field(default_factory=dict)
+    buffer: WriteBuffer = field(default_factory=WriteBuffer)
+    pending: set[tuple[str, str]] = field(default_factory=set)  # (type, id) in the buffer
+
+    def flush(self, conn: Connection) -> None:
+        self.buffer.flush(conn)
+        self.pending.clear()
+
+
+class _UnitScope:
+    """One unit's writes: its own buffer, what it stored, and (inside a batch) a savepoint
+    opened at its first write that goes straight to the database."""
+
+    def __init__(self, conn: Connection, shared: _Shared | None) -> None:
+        self.conn = conn
+        self.shared = shared
+        self.buffer = WriteBuffer()
+        self.seen: dict[tuple[str, str | None], Current] = {}
+        self.inserted: list[tuple[str, str]] = []
+        self.tx: NestedTransaction | None = None
+
+    def write_now(self) -> None:
+        """Called before a write that is not buffered; alone, the unit is in a savepoint."""
+        if self.shared is not None and self.tx is None:
+            self.tx = self.conn.begin_nested()
+
+    def follow(self, registry: PatientRegistry, patient_id: str) -> str:
+        if self.shared is None:
+            return registry.follow(self.conn, patient_id)
+        found = self.shared.follows.get(patient_id)
+        if found is None:  # ingest never merges, so a batch can remember
+            found = self.shared.follows[patient_id] = registry.follow(self.conn, patient_id)
+        return found
+
+    def repoint(self, rtype: str, source: str | None, patient_id: str) -> None:
+        """Remember that a stored resource now belongs to ``patient_id``."""
+        known = self.shared.known if self.shared is not None else {}
+        cur = self.seen.get((rtype, source)) or known.get((rtype, source))
+        if source and cur is not None:
+            self.seen[(rtype, source)] = replace(cur, patient_id=patient_id)
+
+    def commit(self) -> None:
+        if self.tx is not None:
+            self.tx.commit()
+        if self.shared is not None:
+            self.shared.buffer.extend(self.buffer)
+            self.shared.known.update(self.seen)
+            self.shared.pending.update(self.inserted)
+
+    def rollback(self) -> None:
+        if self.tx is not None and self.tx.is_active:
+            self.tx.rollback()
 
 
 class Ingestor:
@@ -193,13 +276,8 @@ class Ingestor:
         result = BatchResult(dead_letters=len(batch.dead_letters))
         now = now_utc()
         with self.store.write() as conn:
-            for unit, issues in checked:
-                if not issues:
-                    outcome = self._apply_with_retry(
-                        conn, unit, batch.hospital_id or None, batch.adapter, now
-                    )
-                else:
-                    outcome = ItemOutcome(unit.key, "rejected", issues=issues)
+            outcomes = self._apply_all(conn, checked, batch.hospital_id or None, now)
+            for (unit, _), outcome in zip(checked, outcomes, strict=True):
                 if not outcome.ok and keep_dead_letters:
                     reason = "; ".join(
                         f"{i.expression}: {i.diagnostics}" if i.expression else i.diagnostics
@@ -217,6 +295,74 @@ class Ingestor:
             if batch.cursor is not None:
                 self._save_cursor(conn, batch.hospital_id, batch.adapter, batch.cursor, now)
         return result
+
+    def _apply_all(
+        self,
+        conn: Connection,
+        checked: list[tuple[Unit, list[Issue]]],
+        hospital_id: str | None,
+        now: Any,
+    ) -> list[ItemOutcome]:
+        """Every valid unit written; units that failed validation answered with their issues.
+
+        Several units go through :meth:`_apply_together` (one lookup and one insert per table
+        for the whole batch). If the database refuses one of its multi-unit writes, which
+        unit it was is not known, so the batch is rolled back to its savepoint and written
+        again one unit at a time, each in its own savepoint, as a lone unit always is.
+        """
+        outcomes: list[ItemOutcome | None] = [
+            ItemOutcome(unit.key, "rejected", issues=issues) if issues else None
+            for unit, issues in checked
+        ]
+        todo = [(n, unit) for n, (unit, issues) in enumerate(checked) if not issues]
+        together: dict[int, ItemOutcome] | None = None
+        if len(todo) > 1 and all(unit.expected_version is None for _, unit in todo):
+            try:
+                with conn.begin_nested():
+                    together = self._apply_together(conn, todo, hospital_id, now)
+            except (IntegrityError, DataError):
+                together = None
+        for n, unit in todo:
+            outcomes[n] = (
+                together[n]
+                if together is not None
+                else self._apply_with_retry(conn, unit, hospital_id, now)
+            )
+        return [o for o in outcomes if o is not None]
+
+    def _apply_together(
+        self,
+        conn: Connection,
+        todo: list[tuple[int, Unit]],
+        hospital_id: str | None,
+        now: Any,
+    ) -> dict[int, ItemOutcome]:
+        """Units planned one by one against what the batch has written so far, their new
+        rows sent together at the end.
+
+        A unit whose rows all wait in the shared buffer needs no savepoint: if it fails,
+        nothing of it reached the database. A unit that writes at once (a new or changed
+        patient, an update) opens its own savepoint at its first such write.
+        Database errors are not caught here: the caller falls back to one unit at a time.
+        """
+        entries = [(e.full_url, e.resource) for _, unit in todo for e in unit.entries]
+        sources = [source_identifier(res, hospital_id) for _, res in entries]
+        shared = _Shared(self._by_sources(conn, hospital_id, entries, sources))
+        out: dict[int, ItemOutcome] = {}
+        for n, unit in todo:
+            scope = _UnitScope(conn, shared)
+            try:
+                out[n] = self._apply(conn, unit, hospital_id, now, scope)
+            except FhirError as exc:
+                scope.rollback()
+                out[n] = ItemOutcome(unit.key, "rejected", issues=exc.issues, error=exc)
+                continue
+            except BaseException:
+                scope.rollback()
+                raise
+            scope.commit()
+        shared.flush(conn)
+        return out
 
     # -- validation ---------------------------------------------------------------------
     def validate(self, unit: Unit, *, lenient: bool = False) -> list[Issue]:
@@ -243,12 +389,16 @@ class Ingestor:
 
     # -- writing ------------------------------------------------------------------------
     def _apply_with_retry(
-        self, conn: Connection, unit: Unit, hospital_id: str | None, adapter: str, now: Any
+        self, conn: Connection, unit: Unit, hospital_id: str | None, now: Any
     ) -> ItemOutcome:
+        """One unit in its own savepoint, its buffered rows sent before the savepoint ends."""
         for attempt in (1, 2):
             try:
                 with conn.begin_nested():
-                    return self._apply(conn, unit, hospital_id, adapter, now)
+                    scope = _UnitScope(conn, None)
+                    outcome = self._apply(conn, unit, hospital_id, now, scope)
+                    scope.buffer.flush(conn)
+                    return outcome
             except FhirError as exc:
                 return ItemOutcome(unit.key, "rejected", issues=exc.issues, error=exc)
             except DataError as exc:  # e.g. a NUL in text PostgreSQL cannot store
@@ -267,7 +417,7 @@ class Ingestor:
         raise AssertionError("unreachable")
 
     def _apply(
-        self, conn: Connection, unit: Unit, hospital_id: str | None, adapter: str, now: Any
+        self, conn: Connection, unit: Unit, hospital_id: str | None, now: Any, scope: _UnitScope
     ) -> ItemOutcome:
         entries = [(e.full_url, dict(e.resource)) for e in unit.entries]
         if unit.expected_version is not None:
@@ -276,7 +426,13 @@ class Ingestor:
         plan: list[tuple[JSON, str, Current | None, str | None, int]] = []
         local: dict[str, str] = {}
         sources = [source_identifier(res, hospital_id) for _, res in entries]
-        known = self._by_sources(conn, hospital_id, entries, sources)
+        shared = scope.shared
+        if shared is None:
+            known = self._by_sources(conn, hospital_id, entries, sources)
+        else:
+            known = shared.known
+            if shared.pending and self._touches(entries, sources, known, shared.pending):
+                shared.flush(conn)  # this unit reads or changes a row still in the buffer
         for n, (full_url, res) in enumerate(entries):
             try:
                 plan.append(self._plan(conn, n, full_url, res, sources[n], known, hospital_id))
@@ -288,11 +444,25 @@ class Ingestor:
             if full_url:
                 local[full_url] = f"{rtype}/{rid}"
         # 2. Point references between entries at the ids just given (transaction semantics).
-        for res, *_ in plan:
-            for ref in _walk_refs(res):
-                if ref["reference"] in local:
-                    ref["reference"] = local[ref["reference"]]
-        return self._write(conn, unit, plan, hospital_id, now, len(entries))
+        if local:
+            plan = [(_rewired(res, local), *rest) for res, *rest in plan]
+        return self._write(conn, unit, plan, hospital_id, now, len(entries), scope)
+
+    def _touches(
+        self,
+        entries: list[tuple[str | None, JSON]],
+        sources: list[str | None],
+        known: dict[tuple[str, str | None], Current],
+        pending: set[tuple[str, str]],
+    ) -> bool:
+        """Does a unit name a resource whose insert still waits in the batch's buffer?"""
+        for (full_url, res), source in zip(entries, sources, strict=True):
+            rtype = res["resourceType"]
+            prev = known.get((rtype, source)) if source else None
+            rid = prev.id if prev is not None else self._target_id(None, full_url, res, None)
+            if rid and (rtype, rid) in pending:
+                return True
+        return False
 
     def _plan(
         self,
@@ -337,9 +507,9 @@ class Ingestor:
         hospital_id: str | None,
         now: Any,
         count: int,
+        scope: _UnitScope,
     ) -> ItemOutcome:
         """Patients first, then everything that refers to them."""
-        buffer = WriteBuffer()
         outcome = ItemOutcome(unit.key, "unchanged")
         patients: dict[str, str] = {}
         for res, rid, prev, source, n in sorted(
@@ -367,21 +537,22 @@ class Ingestor:
                 patient_id,
                 record_id,
                 now,
+                scope,
                 # patient records are read back by the linker at once; results are not
-                None if rtype == "Patient" else buffer,
+                rtype != "Patient",
             )
             if rtype == "Patient":
                 linked = prev.patient_id if prev is not None else None
                 if written.status == "unchanged" and linked:
                     # Same record as before: its link, identifiers and traits stand.
-                    patients[f"Patient/{rid}"] = self.registry.follow(conn, linked)
+                    patients[f"Patient/{rid}"] = scope.follow(self.registry, linked)
                 else:
-                    patients[f"Patient/{rid}"] = self.registry.link_record(
-                        conn, rid, res, hospital_id, now
-                    )
-                    self._set_patient(conn, "Patient", rid, patients[f"Patient/{rid}"])
+                    scope.write_now()
+                    linked = self.registry.link_record(conn, rid, res, hospital_id, now)
+                    patients[f"Patient/{rid}"] = linked
+                    self._set_patient(conn, "Patient", rid, linked)
+                    scope.repoint(rtype, source, linked)
             outcome.written.append(written)
-        buffer.flush(conn)
         statuses = {w.status for w in outcome.written}
         outcome.status = next((s for s in ("created", "updated") if s in statuses), "unchanged")
         return outcome
@@ -409,23 +580,27 @@ class Ingestor:
         entries: list[tuple[str | None, JSON]],
         sources: list[str | None],
     ) -> dict[tuple[str, str | None], Current]:
-        """The stored resources of a unit's source identifiers, one query per type."""
+        """The stored resources of some units' source identifiers, one query per type."""
         wanted: dict[str, list[str]] = {}
         for (_, res), source in zip(entries, sources, strict=True):
             if source:
                 wanted.setdefault(res["resourceType"], []).append(source)
         found: dict[tuple[str, str | None], Current] = {}
         for rtype, ids in wanted.items():
-            where = [R.c.type == rtype, R.c.source_id.in_(ids)]
-            where.append(
-                R.c.hospital_id.is_(None) if hospital_id is None else R.c.hospital_id == hospital_id
-            )
-            for row in conn.execute(select(R).where(*where)):
-                found[(rtype, row.source_id)] = Current(**row._mapping)
+            unique = list(dict.fromkeys(ids))
+            for at in range(0, len(unique), _IN_CHUNK):
+                where = [R.c.type == rtype, R.c.source_id.in_(unique[at : at + _IN_CHUNK])]
+                where.append(
+                    R.c.hospital_id.is_(None)
+                    if hospital_id is None
+                    else R.c.hospital_id == hospital_id
+                )
+                for row in conn.execute(select(R).where(*where)):
+                    found[(rtype, row.source_id)] = Current(**row._mapping)
         return found
 
     def _target_id(
-        self, conn: Connection, full_url: str | None, res: JSON, prev: Current | None
+        self, conn: Connection | None, full_url: str | None, res: JSON, prev: Current | None
     ) -> str | None:
         if prev is not None:
             return prev.id
@@ -482,7 +657,8 @@ class Ingestor:
         patient_id: str | None,
         record_id: str | None,
         now: Any,
-        buffer: WriteBuffer | None = None,
+        scope: _UnitScope,
+        buffered: bool = True,
     ) -> Written:
         digest = content_hash(res)
         rtype = res["resourceType"]
@@ -492,21 +668,43 @@ class Ingestor:
             return Written(rtype, rid, prev.version_id, "unchanged", prev.body, prev.last_updated)
         if prev is not None and prev.content_hash == digest and not prev.deleted:
             if prev.patient_id != patient_id and rtype != "Patient" and patient_id:
+                scope.write_now()
                 self._set_patient(conn, rtype, rid, patient_id)
+                scope.repoint(rtype, source, patient_id)
             return Written(rtype, rid, prev.version_id, "unchanged", prev.body, prev.last_updated)
+        if prev is not None or not buffered:
+            scope.write_now()
+        stored_hospital = hospital_id if prev is None else prev.hospital_id or hospital_id
+        stored_patient = patient_id if rtype != "Patient" else (prev.patient_id if prev else None)
         version, body = self.store.put(
             conn,
             res,
             rid=rid,
             prev=prev,
             now=now,
-            hospital_id=hospital_id if prev is None else prev.hospital_id or hospital_id,
+            hospital_id=stored_hospital,
             source_id=source,
-            patient_id=patient_id if rtype != "Patient" else (prev.patient_id if prev else None),
+            patient_id=stored_patient,
             record_id=record_id,
             digest=digest,
-            buffer=buffer,
+            buffer=scope.buffer if buffered else None,
         )
+        if buffered and prev is None:
+            scope.inserted.append((rtype, rid))
+        if source:
+            scope.seen[(rtype, source)] = Current(
+                rtype,
+                rid,
+                version,
+                now,
+                stored_hospital,
+                source,
+                stored_patient,
+                record_id,
+                False,
+                digest,
+                body,
+            )
         return Written(rtype, rid, version, "updated" if prev else "created", body, now)
 
     def _set_patient(self, conn: Connection, rtype: str, rid: str, patient_id: str) -> None:

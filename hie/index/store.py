@@ -109,10 +109,12 @@ _INSERT_INDEX = {rtype: _Fast(insert(table)) for rtype, table in TYPE_INDEX.item
 
 
 class WriteBuffer:
-    """Inserts of new resources held back and sent as one executemany per table.
+    """Inserts of new resources held back and sent as one executemany (SQLite) or one COPY
+    (PostgreSQL) per table.
 
-    A unit of ten results would otherwise cost some forty round trips; PostgreSQL pays each
-    one. Only inserts of resources new to the index are buffered (an update must first
+    Ingest keeps one per batch of units: a unit of ten results would otherwise cost some
+    forty round trips; PostgreSQL pays each one.
+    Only inserts of resources new to the index are buffered (an update must first
     remove the old search rows); the owner flushes inside the same transaction, before
     anything reads the rows back.
     """
@@ -123,6 +125,11 @@ class WriteBuffer:
     def add(self, stmt: _Fast, rows: JSON | list[JSON]) -> None:
         self.rows.setdefault(stmt, []).extend(rows if isinstance(rows, list) else [rows])
 
+    def extend(self, other: WriteBuffer) -> None:
+        """Take over another buffer's rows (a unit's, once the unit has landed)."""
+        for stmt, rows in other.rows.items():
+            self.rows.setdefault(stmt, []).extend(rows)
+
     def flush(self, conn: Connection) -> None:
         for stmt, rows in self.rows.items():
             # executemany needs one shape of row per call: group by the keys present
@@ -131,12 +138,38 @@ class WriteBuffer:
                 shapes.setdefault(tuple(row), []).append(row)
             for group in shapes.values():
                 if conn.dialect.name == "postgresql":
-                    # SQLAlchemy's insertmanyvalues: one multi-row INSERT per 1,000 rows,
-                    # where the driver's executemany would send (and wait for) each row.
-                    conn.execute(stmt.stmt, group)
+                    _copy(conn, stmt, group)
                 else:
                     stmt(conn, group)
         self.rows.clear()
+
+
+def _copy(conn: Connection, stmt: _Fast, rows: list[JSON]) -> None:
+    """New rows into one table with PostgreSQL's COPY, inside the caller's transaction.
+
+    psycopg's ``executemany`` sends each row as its own statement (pipelined, still parsed
+    and executed one by one); a batch of 500 Bundles has some 20,000 index rows. COPY
+    streams them as one command. Values go through the same bind processing as an INSERT,
+    and a refused value (a NUL in text) is raised as SQLAlchemy's ``DataError``, so the
+    caller's fallback finds the unit it came from.
+    """
+    table = stmt.stmt.table
+    keys = tuple(rows[0])
+    dialect = conn.dialect
+    quote = dialect.identifier_preparer
+    procs = [table.c[k].type._cached_bind_processor(dialect) for k in keys]
+    sql = f"COPY {quote.format_table(table)} ({', '.join(quote.quote(k) for k in keys)}) FROM STDIN"
+    cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+    try:
+        with cursor.copy(sql) as copy:
+            for row in rows:
+                copy.write_row(
+                    [f(row[k]) if f else row[k] for k, f in zip(keys, procs, strict=True)]
+                )
+    except dialect.loaded_dbapi.Error as exc:
+        raise DBAPIError.instance(sql, [], exc, dialect.loaded_dbapi.Error) from exc
+    finally:
+        cursor.close()
 
 
 _DELETE_INDEX = {
