@@ -50,10 +50,13 @@ def ensure(
         except ValueError:
             raise typer.BadParameter("use YYYY-MM", param_hint="--since") from None
     engine = _engine()
-    if engine.dialect.name != "postgresql":
-        console.print("Only PostgreSQL is partitioned; nothing to do.")
-        return
-    made = ensure_partitions(engine, months_ahead=months_ahead, since=first)
+    try:
+        if engine.dialect.name != "postgresql":
+            console.print("Only PostgreSQL is partitioned; nothing to do.")
+            return
+        made = ensure_partitions(engine, months_ahead=months_ahead, since=first)
+    finally:
+        engine.dispose()
     console.print(f"made {len(made)} partition(s)" + (f": {', '.join(made)}" if made else ""))
 
 
@@ -67,11 +70,15 @@ def list_(
     from hie.index.partitions import list_partitions
 
     engine = _engine()
-    if engine.dialect.name != "postgresql":
-        console.print("Only PostgreSQL is partitioned; nothing to list.")
-        return
+    try:
+        if engine.dialect.name != "postgresql":
+            console.print("Only PostgreSQL is partitioned; nothing to list.")
+            return
+        found = list_partitions(engine, exact=exact)
+    finally:
+        engine.dispose()
     table = Table("table", "partition", "from (UTC)", "to (UTC)", "rows", "size")
-    for p in list_partitions(engine, exact=exact):
+    for p in found:
         table.add_row(
             p.table,
             p.name,

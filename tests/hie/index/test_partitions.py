@@ -13,8 +13,10 @@ from datetime import UTC, date, datetime
 
 import pytest
 from sqlalchemy import Engine, text
+from typer.testing import CliRunner
 
 from hie import migrate, naming
+from hie.cli_partitions import partitions_app
 from hie.index import partitions
 from hie.index.partitions import default_name, ensure_partitions, list_partitions
 from hie.index.store import RV, Store, create_engine
@@ -225,6 +227,23 @@ def test_the_main_lookup_never_reads_the_partitioned_tables(pg: Engine) -> None:
     assert "ix_token_patient" in plan, plan
     assert "Seq Scan" not in plan, plan
     assert "resource_version" not in plan and "audit_event" not in plan, plan
+
+
+def test_the_partitions_commands(pg: Engine, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``hie partitions ensure|list`` (the sub-app hie.cli mounts) against the database."""
+    monkeypatch.setenv("HIE_DATABASE_URL", pg.url.render_as_string(hide_password=False))
+    monkeypatch.setenv("COLUMNS", "200")  # rich wraps a table to the terminal width
+    runner = CliRunner()
+    made = runner.invoke(partitions_app, ["ensure", "--since", "2025-01", "--months-ahead", "1"])
+    assert made.exit_code == 0, made.output
+    assert "resource_version_p202501" in made.output
+    again = runner.invoke(partitions_app, ["ensure", "--since", "2025-01", "--months-ahead", "1"])
+    assert again.exit_code == 0 and "made 0 partition(s)" in again.output, again.output
+    listed = runner.invoke(partitions_app, ["list", "--exact"])
+    assert listed.exit_code == 0, listed.output
+    assert "audit_event_p202501" in listed.output and "DEFAULT" in listed.output
+    bad = runner.invoke(partitions_app, ["ensure", "--since", "January"])
+    assert bad.exit_code != 0 and "YYYY-MM" in bad.output
 
 
 def test_sqlite_has_no_partitions(database_url: str) -> None:
