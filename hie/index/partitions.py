@@ -206,11 +206,9 @@ def ensure_in(
         key = PARTITIONED[table]
         if not _is_partitioned(conn, table):
             continue  # not converted yet (a database below migration 0004)
-        conn.execute(
-            text(
-                f'CREATE TABLE IF NOT EXISTS "{default_name(table)}" PARTITION OF "{table}" DEFAULT'
-            )
-        )
+        dflt = default_name(table)
+        if conn.execute(text("SELECT to_regclass(:t)"), {"t": dflt}).scalar() is None:
+            conn.execute(text(f'CREATE TABLE "{dflt}" PARTITION OF "{table}" DEFAULT'))
         existing = _bounds(conn, table)
         wanted = {first}
         while max(wanted) < add_months(this_month, months_ahead):
