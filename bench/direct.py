@@ -256,7 +256,7 @@ def _rewrite(node: Any, local: dict[str, str]) -> None:
 class Writer:
     """Buffered raw writes, one transaction per flush (SQLite executemany / PostgreSQL COPY)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, tables: tuple[str, ...] = TABLES) -> None:
         from sqlalchemy import inspect
 
         from hie.index.store import create_engine
@@ -264,9 +264,10 @@ class Writer:
         self.url = url
         engine = create_engine(url)
         insp = inspect(engine)
-        self.columns = {t: [c["name"] for c in insp.get_columns(t)] for t in TABLES}
-        self.columns["search_token"].remove("pk")
-        self.columns["search_string"].remove("pk")
+        self.columns = {t: [c["name"] for c in insp.get_columns(t)] for t in tables}
+        for name in ("search_token", "search_string"):  # autoincrement keys: the database's
+            if name in self.columns:
+                self.columns[name].remove("pk")
         # the same bind processing SQLAlchemy applies (DateTime format on SQLite, booleans)
         from hie.index import tables as t
 
@@ -276,10 +277,11 @@ class Writer:
                 meta.tables[name].c[c].type._cached_bind_processor(engine.dialect)
                 for c in self.columns[name]
             ]
-            for name in TABLES
+            for name in tables
         }
         engine.dispose()
-        self.buffer: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
+        self.tables = tables
+        self.buffer: dict[str, list[tuple[Any, ...]]] = {t: [] for t in tables}
         self.pending = 0
         if url.startswith("sqlite"):
             self.sqlite: sqlite3.Connection | None = sqlite3.connect(
@@ -321,7 +323,7 @@ class Writer:
                             for row in rows:
                                 copy.write_row(row)
             self.pg.commit()
-        self.buffer = {t: [] for t in TABLES}
+        self.buffer = {t: [] for t in self.tables}
         self.pending = 0
 
     def close(self) -> None:

@@ -84,8 +84,6 @@ def parse_validate(lines: list[bytes]) -> ParseFloor:
 
 def hl7_parse(folders: list[Path], every: int) -> tuple[int, int, float]:
     """(messages, results, seconds) for python-hl7 parsing every ``every``-th message."""
-    import hl7
-
     from adapters.hl7v2.framing import split_messages
 
     bodies: list[str] = []
@@ -96,6 +94,13 @@ def hl7_parse(folders: list[Path], every: int) -> tuple[int, int, float]:
                 if n % every == 0:
                     bodies.append(framed.body.decode("utf-8"))
                 n += 1
+    return parse_hl7_bodies(bodies)
+
+
+def parse_hl7_bodies(bodies: list[str]) -> tuple[int, int, float]:
+    """(messages, results, seconds) for python-hl7 parsing each message body."""
+    import hl7
+
     t = time.perf_counter()
     results = 0
     for body in bodies:
@@ -114,7 +119,10 @@ def _tables(conn: Any) -> list[str]:
             text(
                 "SELECT name FROM sqlite_master WHERE type='table'"
                 if conn.dialect.name == "sqlite"
-                else "SELECT tablename FROM pg_tables WHERE schemaname = current_schema()"
+                # partitions are reached through their parent (COPY routes the rows)
+                else "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = "
+                "c.relnamespace WHERE n.nspname = current_schema() AND c.relkind IN ('r', 'p') "
+                "AND NOT c.relispartition"
             )
         )
     ]
@@ -137,6 +145,15 @@ def fresh_database(url: str) -> None:
     engine = create_engine(url)
     migrate.upgrade(engine)
     engine.dispose()
+
+
+def drop_database(url: str) -> None:
+    """Drop a PostgreSQL database this module created (SQLite files are left to the caller)."""
+    base, _, name = url.rpartition("/")
+    admin = create_engine(f"{base}/postgres").execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
 
 
 def raw_write(src_url: str, dst_url: str, chunk: int = 5000) -> tuple[int, float]:

@@ -40,14 +40,18 @@ class Plan:
     startup_runs: int
     probe_patients: int  # residents of the slice loaded into an empty and a full index
     workers: int  # bulk loads: validation/mapping processes beside the writer
+    mllp_messages: int = 0  # HL7 v2 messages sent over MLLP by the 20 senders
+    match_populations: tuple[int, ...] = ()  # people loaded for the matching figures
+    match_probes: int = 0  # incoming records matched against each population
 
 
 PLANS = {
-    "tiny": Plan(1, 10_000, 0, 1, 20, 1, 3, 0),
-    "small": Plan(4, 600, 0, 3, 100, 3, 40, 1),
-    "1m": Plan(10, 2_000, 6, 40, 200, 3, 200, 1),
-    "10m": Plan(10, 2_000, 6, 400, 200, 3, 200, 1),
+    "tiny": Plan(1, 10_000, 0, 1, 20, 1, 3, 0, 60, (1_000,), 200),
+    "small": Plan(4, 600, 0, 3, 100, 3, 40, 1, 4_000, (100_000,), 3_000),
+    "1m": Plan(10, 2_000, 6, 40, 200, 3, 200, 1, 20_000, (100_000, 1_000_000), 3_000),
+    "10m": Plan(10, 2_000, 6, 400, 200, 3, 200, 1, 20_000, (100_000, 1_000_000), 3_000),
 }
+AREAS = ("ingest", "mllp", "matching", "lookups", "start-up")
 
 
 def _db(base: str, backend: str, name: str, out: Path) -> str:
@@ -55,7 +59,8 @@ def _db(base: str, backend: str, name: str, out: Path) -> str:
     if backend == "sqlite":
         return f"sqlite:///{out / f'{name}.db'}"
     size = out.name.removeprefix("data-").replace("-", "_")
-    return f"{base.rstrip('/')}/hie_bench_{size}_{name.replace('-', '_')}"
+    server, _, prefix = base.rstrip("/").partition("#")  # "URL#prefix": --pg-prefix
+    return f"{server}/{prefix or 'hie_bench'}_{size}_{name.replace('-', '_')}"
 
 
 def _load(
@@ -276,6 +281,101 @@ def ingest(
         )
     )
     return bulk_db
+
+
+def mllp(run: Run, plan: Plan, backend: str, base: str, out: Path, city: Path) -> None:
+    """20 MLLP senders against ``hie serve``'s listener; floor as for the HL7 folders."""
+    from bench.mllp import run_mllp
+
+    db = _db(base, backend, "mllp", out)
+    with run.phase(f"MLLP, 20 senders ({backend})"):
+        rep, messages = run_mllp(db, city, plan.mllp_messages, out)
+        _, obx, parse_s = floors.parse_hl7_bodies([m.decode("utf-8") for m in messages])
+        _, write_s = floors.raw_write(db, _db(base, backend, "floor", out))
+    s = rep.stats
+    floor_rate = 1 / (parse_s / max(obx, 1) + write_s / max(s.distinct_results_aa, 1))
+    exact = rep.observations == s.distinct_results_aa
+    acks = ", ".join(f"{n:,} {code}" for code, n in sorted(s.acks.items()))
+    check = (
+        "the index holds exactly the results acknowledged AA"
+        if exact
+        else f"**the index holds {rep.observations:,} results, not the "
+        f"{s.distinct_results_aa:,} acknowledged AA**"
+    )
+    run.add(
+        Figure(
+            "ingest",
+            "HL7 v2 over MLLP, 20 concurrent senders",
+            backend,
+            s.results_per_s,
+            "results/s",
+            floor_rate,
+            "python-hl7 parse + raw write (1 core)",
+            True,
+            "≥ 1,000/s",
+            s.results_per_s >= 1000,
+            f"{s.messages:,} messages ({acks}), {s.results_aa:,} results acknowledged AA in "
+            f"{s.seconds:.0f} s; {check} ({rep.observations:,} Observations); `hie serve` on "
+            f"one core, senders on the other; server CPU "
+            f"{rep.server_cpu_s / max(s.results_aa, 1) * 1e3:.2f} ms per result"
+            + (f"; first error: {s.first_error}" if s.first_error else ""),
+        )
+    )
+
+
+def matching(run: Run, plan: Plan, backend: str, base: str, out: Path) -> None:
+    """Patient matches/s and p99 against directly loaded populations (bench/matching.py)."""
+    from bench.matching import run_matching
+
+    for size in plan.match_populations:
+        label = f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1000}k"
+        db = _db(base, backend, f"match-{label.lower()}", out)
+        with run.phase(f"patient matching, {label} people ({backend})"):
+            load, m = run_matching(db, size, plan.match_probes, out / "match-population")
+        made = f"generated in {load.generate_s:.0f} CPU s, " if load.generate_s else ""
+        run.notes.append(
+            f"patient matching on {backend}: the population of {load.persons:,} people "
+            f"({load.rows:,} identity rows) was loaded directly by the bench-only loader "
+            f"bench/matching.py ({made}written in {load.write_s:.0f} s, {load.seconds:.0f} s "
+            "in all), linked by the generator's ground truth, not through ingest"
+        )
+        outcomes = ", ".join(f"{n:,} {k}" for k, n in sorted(m.outcomes.items()))
+        quality = (
+            f"of {m.known:,} records of known people {m.known_linked_right:,} linked right, "
+            f"{m.known_linked_wrong} wrong; {m.new_kept_new:,} of {m.new:,} new people kept new"
+        )
+        run.add(
+            Figure(
+                "matching",
+                f"patient match (from_patient + Mpi.decide), {label} people",
+                backend,
+                m.matches_per_s,
+                "matches/s",
+                m.floor_per_s,
+                "candidate-block SQL alone",
+                True,
+                "",
+                None,
+                f"{m.probes:,} incoming records, one connection, one thread ({outcomes}); "
+                f"{quality}; CPU {m.cpu_ms:.2f} ms per match; block "
+                f"{m.candidates_mean:.1f} candidates on average",
+            )
+        )
+        run.add(
+            Figure(
+                "matching",
+                f"patient match p99, {label} people",
+                backend,
+                m.p99_ms,
+                "ms",
+                m.floor_p99_ms,
+                "candidate-block SQL p99",
+                False,
+                "",
+                None,
+                f"p50 {m.p50_ms:.2f} ms (SQL p50 {m.floor_p50_ms:.3f} ms)",
+            )
+        )
 
 
 def _post_city(
@@ -605,11 +705,57 @@ def startup(run: Run, plan: Plan, backend: str, db: str, config: Path) -> None:
     )
 
 
+def _backend(
+    run: Run,
+    plan: Plan,
+    args: argparse.Namespace,
+    only: set[str],
+    direct: set[str],
+    backend: str,
+    base: str,
+    data: Path,
+    city: Path,
+    probe: Path,
+) -> None:
+    """Every selected part of the run on one backend."""
+    patients, hospitals = SIZES[args.size]
+    db = _db(base, backend, "bulk", data)
+    if "ingest" not in only or args.skip_ingest:
+        pass
+    elif backend in direct:
+        direct_load(run, plan, backend, base, data, probe, patients, hospitals)
+    else:
+        db = ingest(run, plan, backend, base, data, city, probe)
+    if "mllp" in only and plan.mllp_messages and run.dataset.get("results"):
+        mllp(run, plan, backend, base, data, city)
+    if "matching" in only:
+        matching(run, plan, backend, base, data)
+    if "lookups" in only and wrk.available():
+        with run.phase(f"lookups ({backend})"):
+            lookup(
+                run,
+                plan,
+                backend,
+                db,
+                data,
+                city / "hospitals.toml",
+                workers_check=backend == "postgres",
+            )
+    if "start-up" in only:
+        with run.phase(f"start-up ({backend})"):
+            startup(run, plan, backend, db, city / "hospitals.toml")
+
+
 def main(argv: list[str] | None = None) -> Path:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--size", choices=sorted(SIZES), default="tiny")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "out")
     parser.add_argument("--pg", help="PostgreSQL server URL without database name")
+    parser.add_argument(
+        "--pg-prefix",
+        default="hie_bench",
+        help="name prefix of the PostgreSQL databases the run creates (and drops and recreates)",
+    )
     parser.add_argument("--skip-ingest", action="store_true", help="lookups on an existing load")
     parser.add_argument(
         "--direct",
@@ -618,8 +764,17 @@ def main(argv: list[str] | None = None) -> Path:
         "(bench/direct.py) instead of the real ingest; their ingest figures are then the probe "
         "slice into that full index only",
     )
+    parser.add_argument(
+        "--only",
+        default=",".join(AREAS),
+        help=f"comma-separated parts to run, of {','.join(AREAS)} (default: all); lookups and "
+        "start-up without ingest use the database an earlier run loaded",
+    )
     args = parser.parse_args(argv)
     direct = {b for b in args.direct.split(",") if b}
+    only = {a.strip() for a in args.only.split(",") if a.strip()}
+    if only - set(AREAS):
+        parser.error(f"--only: unknown {sorted(only - set(AREAS))}; choose from {AREAS}")
     started = time.perf_counter()
     out: Path = args.out.resolve()
     out.mkdir(parents=True, exist_ok=True)
@@ -628,12 +783,13 @@ def main(argv: list[str] | None = None) -> Path:
         args.size, "python -m bench.run " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     )
     run.machine_info()
-    if not wrk.available():
+    if not wrk.available() and "lookups" in only:
         run.notes.append("wrk is not installed (apt-get install -y wrk): lookup figures skipped")
     patients, hospitals = SIZES[args.size]
     data = out / f"data-{args.size}"
     data.mkdir(exist_ok=True)
-    backends = [("sqlite", "")] + ([("postgres", args.pg)] if args.pg else [])
+    pg = f"{args.pg.rstrip('/')}#{args.pg_prefix}" if args.pg else ""
+    backends = [("sqlite", "")] + ([("postgres", pg)] if pg else [])
     with run.phase("city"):
         everything_direct = all(b in direct for b, _ in backends)
         city = _city(
@@ -656,26 +812,14 @@ def main(argv: list[str] | None = None) -> Path:
             "studies",
         )
     }
-    for backend, base in backends:
-        db = _db(base, backend, "bulk", data)
-        if backend in direct:
-            if not args.skip_ingest:
-                direct_load(run, plan, backend, base, data, probe, patients, hospitals)
-        elif not args.skip_ingest:
-            db = ingest(run, plan, backend, base, data, city, probe)
-        if wrk.available():
-            with run.phase(f"lookups ({backend})"):
-                lookup(
-                    run,
-                    plan,
-                    backend,
-                    db,
-                    data,
-                    city / "hospitals.toml",
-                    workers_check=backend == "postgres",
-                )
-        with run.phase(f"start-up ({backend})"):
-            startup(run, plan, backend, db, city / "hospitals.toml")
+    try:
+        for backend, base in backends:
+            _backend(run, plan, args, only, direct, backend, base, data, city, probe)
+    except BaseException as exc:  # keep the figures measured so far: write them, then fail
+        run.notes.append(f"the run stopped early: {type(exc).__name__}: {exc}")
+        run.seconds = time.perf_counter() - started
+        run.write(out)
+        raise
     run.seconds = time.perf_counter() - started
     md, _ = run.write(out)
     print(md.read_text())

@@ -31,6 +31,9 @@ def test_tiny_run_writes_every_figure_with_floor_and_ratio(tmp_path: Path) -> No
         ("ingest", "FHIR transaction Bundles over HTTP"),
         ("memory", "bulk load peak RSS"),
         ("start-up", "hie serve ready (GET /fhir/metadata)"),
+        ("ingest", "HL7 v2 over MLLP, 20 concurrent senders"),
+        ("matching", "patient match (from_patient + Mpi.decide), 1k people"),
+        ("matching", "patient match p99, 1k people"),
     }
     if shutil.which("wrk"):
         expected.add(("lookup", "Observation?patient&code&date=ge p50, 1 connection"))
@@ -45,3 +48,6 @@ def test_tiny_run_writes_every_figure_with_floor_and_ratio(tmp_path: Path) -> No
         assert f["floor_what"] and f["name"] in table
     assert "| ratio |" in table and "floor" in table
     assert data["dataset"]["results"] > 200
+    mllp = next(f for f in figures if f["name"].startswith("HL7 v2 over MLLP"))
+    assert "the index holds exactly the results acknowledged AA" in mllp["note"], mllp["note"]
+    assert "AE" not in mllp["note"] and "AR" not in mllp["note"]
