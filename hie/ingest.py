@@ -122,6 +122,11 @@ def _older(incoming: JSON, prev: Current) -> bool:
         return False
 
 
+def _same_content(incoming: JSON, prev: Current | None) -> bool:
+    """Would storing ``incoming`` over ``prev`` make no new version?"""
+    return prev is not None and not prev.deleted and prev.content_hash == content_hash(incoming)
+
+
 def _in_entry(issue: Issue, n: int, rtype: str) -> Issue:
     """An issue found inside a Bundle, pointed at its entry (FHIRPath from the Bundle)."""
     expr = issue.expression or rtype
@@ -516,9 +521,18 @@ class Ingestor:
             plan, key=lambda p: p[0]["resourceType"] != "Patient"
         ):
             rtype = res["resourceType"]
-            record_id: str | None = None
+            patient_id: str | None
+            record_id: str | None
             if rtype == "Patient":
-                patient_id: str | None = None
+                linked = prev.patient_id if prev is not None else None
+                if linked and _same_content(res, prev):
+                    # Same record as before: its link, identifiers and traits stand.
+                    patient_id = scope.follow(self.registry, linked)
+                else:
+                    # Linked before it is stored, so its row is written with its patient.
+                    scope.write_now()
+                    patient_id = self.registry.link_record(conn, rid, res, hospital_id, now)
+                patients[f"Patient/{rid}"] = patient_id
                 record_id = rid
             else:
                 try:
@@ -541,17 +555,6 @@ class Ingestor:
                 # patient records are read back by the linker at once; results are not
                 rtype != "Patient",
             )
-            if rtype == "Patient":
-                linked = prev.patient_id if prev is not None else None
-                if written.status == "unchanged" and linked:
-                    # Same record as before: its link, identifiers and traits stand.
-                    patients[f"Patient/{rid}"] = scope.follow(self.registry, linked)
-                else:
-                    scope.write_now()
-                    linked = self.registry.link_record(conn, rid, res, hospital_id, now)
-                    patients[f"Patient/{rid}"] = linked
-                    self._set_patient(conn, "Patient", rid, linked)
-                    scope.repoint(rtype, source, linked)
             outcome.written.append(written)
         statuses = {w.status for w in outcome.written}
         outcome.status = next((s for s in ("created", "updated") if s in statuses), "unchanged")
@@ -667,7 +670,7 @@ class Ingestor:
             # not roll the result back; history already holds it.
             return Written(rtype, rid, prev.version_id, "unchanged", prev.body, prev.last_updated)
         if prev is not None and prev.content_hash == digest and not prev.deleted:
-            if prev.patient_id != patient_id and rtype != "Patient" and patient_id:
+            if prev.patient_id != patient_id and patient_id:
                 scope.write_now()
                 self._set_patient(conn, rtype, rid, patient_id)
                 scope.repoint(rtype, source, patient_id)
@@ -675,7 +678,7 @@ class Ingestor:
         if prev is not None or not buffered:
             scope.write_now()
         stored_hospital = hospital_id if prev is None else prev.hospital_id or hospital_id
-        stored_patient = patient_id if rtype != "Patient" else (prev.patient_id if prev else None)
+        stored_patient = patient_id
         version, body = self.store.put(
             conn,
             res,

@@ -14,13 +14,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from hie.identity.blocking import blocking_keys
 from hie.identity.directory import Candidate
 from hie.identity.linker import Link, LinkDecision, MatchSettings, NewPatient, Review, decide
 from hie.identity.traits import Traits, from_patient
 from hie.index import tables as t
+from hie.index.store import _Fast
 from hie.outcome import Invalid, Issue, NotFound
 
 if TYPE_CHECKING:
@@ -33,6 +34,12 @@ EVENT = t.LinkEventRow.__table__  # type: ignore[attr-defined]
 REVIEW = t.ReviewItemRow.__table__  # type: ignore[attr-defined]
 PR = t.PatientRecord.__table__  # type: ignore[attr-defined]
 EP = t.ExchangePatient.__table__  # type: ignore[attr-defined]
+# Built once (see hie.index.patients): run for every new hospital record of a bulk load.
+_INSERT_TRAITS = _Fast(insert(TRAITS))
+_INSERT_BLOCK = _Fast(insert(BLOCK))
+_INSERT_EVENT = _Fast(insert(EVENT))
+_BLOCKED = select(BLOCK.c.patient_id).where(BLOCK.c.key.in_(bindparam("_keys", expanding=True)))
+_TRAITS_OF = select(TRAITS).where(TRAITS.c.patient_id.in_(bindparam("_ids", expanding=True)))
 
 
 class SqlDirectory:
@@ -50,13 +57,11 @@ class SqlDirectory:
             return []
         ids = {
             self.registry.follow(self.conn, r.patient_id)
-            for r in self.conn.execute(
-                select(BLOCK.c.patient_id).where(BLOCK.c.key.in_(keys)).distinct()
-            )
+            for r in self.conn.execute(_BLOCKED, {"_keys": keys})
         }
         if not ids:
             return []
-        rows = self.conn.execute(select(TRAITS).where(TRAITS.c.patient_id.in_(sorted(ids))))
+        rows = self.conn.execute(_TRAITS_OF, {"_ids": sorted(ids)})
         return [Candidate(r.patient_id, Traits.from_json(orjson.loads(r.traits))) for r in rows]
 
 
@@ -133,17 +138,18 @@ class Mpi:
         actor: str,
         at: datetime,
     ) -> None:
-        conn.execute(
-            insert(EVENT).values(
-                at=at,
-                action=action,
-                record_id=record_id,
-                from_patient=from_patient,
-                to_patient=to_patient,
-                rule=rule,
-                score=score,
-                actor=actor,
-            )
+        _INSERT_EVENT(
+            conn,
+            {
+                "at": at,
+                "action": action,
+                "record_id": record_id,
+                "from_patient": from_patient,
+                "to_patient": to_patient,
+                "rule": rule,
+                "score": score,
+                "actor": actor,
+            },
         )
 
     def refresh(
@@ -152,16 +158,19 @@ class Mpi:
         registry: PatientRegistry,
         patient_ids: Iterable[str],
         known: dict[str, Traits] | None = None,
+        *,
+        fresh: bool = False,
     ) -> None:
         """Recompute merged traits and blocking keys of patients from their records.
 
         ``known`` holds traits already computed for some records (the one being linked), so
-        they are not read back and parsed again.
+        they are not read back and parsed again. ``fresh``: the patients were made in this
+        transaction and ``known`` holds all their records (nothing to read or delete).
         """
         known = known or {}
         for pid in set(patient_ids):
             merged: Traits | None = None
-            for rid in registry.records(conn, pid):
+            for rid in list(known) if fresh else registry.records(conn, pid):
                 if rid in known:
                     traits = known[rid]
                 else:
@@ -173,18 +182,17 @@ class Mpi:
                     except Invalid:
                         continue
                 merged = merged.merge(traits) if merged else traits
-            conn.execute(delete(TRAITS).where(TRAITS.c.patient_id == pid))
-            conn.execute(delete(BLOCK).where(BLOCK.c.patient_id == pid))
+            if not fresh:
+                conn.execute(delete(TRAITS).where(TRAITS.c.patient_id == pid))
+                conn.execute(delete(BLOCK).where(BLOCK.c.patient_id == pid))
             if merged is None:
                 continue
-            conn.execute(
-                insert(TRAITS).values(
-                    patient_id=pid, traits=orjson.dumps(merged.to_json()).decode()
-                )
+            _INSERT_TRAITS(
+                conn, {"patient_id": pid, "traits": orjson.dumps(merged.to_json()).decode()}
             )
             keys = sorted(set(blocking_keys(merged)))
             if keys:
-                conn.execute(insert(BLOCK), [{"key": k[:128], "patient_id": pid} for k in keys])
+                _INSERT_BLOCK(conn, [{"key": k[:128], "patient_id": pid} for k in keys])
 
     # -- what people do ---------------------------------------------------------------------
     def reviews(self, conn: Connection, status: str | None = "open") -> list[ReviewView]:

@@ -16,19 +16,33 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, delete, insert, select, update
+from sqlalchemy import Connection, bindparam, delete, insert, select, update
 
 from hie import naming
 from hie.identity.linker import Link, Review
 from hie.identity.traits import from_patient
 from hie.index import tables as t
 from hie.index.mpi import Mpi
-from hie.index.store import Store, content_hash
+from hie.index.store import Store, _Fast, content_hash
 
 JSON = dict[str, Any]
 EP = t.ExchangePatient.__table__  # type: ignore[attr-defined]
 PR = t.PatientRecord.__table__  # type: ignore[attr-defined]
 PI = t.PatientIdentifier.__table__  # type: ignore[attr-defined]
+
+# Built once: the linker runs these for every new hospital record of a bulk load, and
+# building the expression per call cost more Python time than the query.
+_BY_IDENTIFIER = (
+    select(PI.c.patient_id, PI.c.record_id)
+    .where(PI.c.system == bindparam("_system"), PI.c.value == bindparam("_value"))
+    .limit(1)
+)
+_MERGED_INTO = select(EP.c.merged_into).where(EP.c.id == bindparam("_id"))
+_RECORD = select(PR).where(PR.c.record_id == bindparam("_record"))
+_RECORDS = select(PR.c.record_id).where(PR.c.patient_id == bindparam("_patient"))
+_INSERT_EP = _Fast(insert(EP))
+_INSERT_PR = _Fast(insert(PR))
+_INSERT_PI = _Fast(insert(PI))
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MASTER_TAG = {"system": f"{naming.BASE}/cs/patient-kind", "code": "master"}
@@ -49,16 +63,14 @@ class PatientRegistry:
 
     # -- lookups ------------------------------------------------------------------------
     def by_identifier(self, conn: Connection, system: str, value: str) -> str | None:
-        row = conn.execute(
-            select(PI.c.patient_id).where(PI.c.system == system, PI.c.value == value).limit(1)
-        ).first()
+        row = conn.execute(_BY_IDENTIFIER, {"_system": system, "_value": value}).first()
         return self.follow(conn, row.patient_id) if row else None
 
     def follow(self, conn: Connection, patient_id: str) -> str:
         """Follow merges to the surviving exchange patient."""
         seen = {patient_id}
         while True:
-            row = conn.execute(select(EP.c.merged_into).where(EP.c.id == patient_id)).first()
+            row = conn.execute(_MERGED_INTO, {"_id": patient_id}).first()
             if row is None or not row.merged_into or row.merged_into in seen:
                 return patient_id
             patient_id = row.merged_into
@@ -76,23 +88,16 @@ class PatientRegistry:
 
     def record_of(self, conn: Connection, system: str, value: str) -> tuple[str, str] | None:
         """(exchange patient, record id) for a patient identifier, for identifier-only subjects."""
-        row = conn.execute(
-            select(PI.c.patient_id, PI.c.record_id)
-            .where(PI.c.system == system, PI.c.value == value)
-            .limit(1)
-        ).first()
+        row = conn.execute(_BY_IDENTIFIER, {"_system": system, "_value": value}).first()
         return (self.follow(conn, row.patient_id), row.record_id) if row else None
 
     def records(self, conn: Connection, patient_id: str) -> list[str]:
-        return [
-            r.record_id
-            for r in conn.execute(select(PR.c.record_id).where(PR.c.patient_id == patient_id))
-        ]
+        return [r.record_id for r in conn.execute(_RECORDS, {"_patient": patient_id})]
 
     # -- writes -------------------------------------------------------------------------
     def new_patient(self, conn: Connection, now: datetime) -> str:
         pid = uuid.uuid4().hex
-        conn.execute(insert(EP).values(id=pid, created=now, merged_into=None))
+        _INSERT_EP(conn, {"id": pid, "created": now, "merged_into": None})
         return pid
 
     def link_record(
@@ -103,9 +108,15 @@ class PatientRegistry:
         hospital_id: str | None,
         now: datetime,
     ) -> str:
-        """Link (or re-link) a stored hospital record; returns its exchange patient."""
+        """Link (or re-link) a hospital record; returns its exchange patient.
+
+        Needs nothing of the record in ``resource`` (the caller may store it after, with the
+        patient this returns). A record seen for the first time that starts a new exchange
+        patient takes a shorter way: there is nothing of either to read back or delete.
+        """
         traits = from_patient(record)
-        existing = conn.execute(select(PR).where(PR.c.record_id == record_id)).first()
+        existing = conn.execute(_RECORD, {"_record": record_id}).first()
+        fresh = False
         if existing is not None:
             patient_id = self.follow(conn, existing.patient_id)
         else:
@@ -115,27 +126,30 @@ class PatientRegistry:
                 rule, score = str(decision.rule), decision.score
             else:  # a new person, or a grey-zone pair for a human: never merged here
                 patient_id = self.new_patient(conn, now)
+                fresh = True
                 rule = "review" if isinstance(decision, Review) else "new"
                 score = decision.score if isinstance(decision, Review) else decision.best_score
-            conn.execute(
-                insert(PR).values(
-                    record_id=record_id,
-                    patient_id=patient_id,
-                    hospital_id=hospital_id,
-                    rule=rule,
-                    score=score,
-                )
+            _INSERT_PR(
+                conn,
+                {
+                    "record_id": record_id,
+                    "patient_id": patient_id,
+                    "hospital_id": hospital_id,
+                    "rule": rule,
+                    "score": score,
+                },
             )
             self.mpi.record_decision(conn, decision, record_id, patient_id, now)
-        conn.execute(delete(PI).where(PI.c.record_id == record_id))
+        if existing is not None:  # identifiers are written only with a record
+            conn.execute(delete(PI).where(PI.c.record_id == record_id))
         rows = [
             {"system": s[:255], "value": v[:255], "record_id": record_id, "patient_id": patient_id}
             for s, v in dict.fromkeys(identifiers(record))
         ]
         if rows:
-            conn.execute(insert(PI), rows)
-        self.mpi.refresh(conn, self, [patient_id], known={record_id: traits})
-        self.write_master(conn, patient_id, now, known={record_id: record})
+            _INSERT_PI(conn, rows)
+        self.mpi.refresh(conn, self, [patient_id], known={record_id: traits}, fresh=fresh)
+        self.write_master(conn, patient_id, now, known={record_id: record}, fresh=fresh)
         return patient_id
 
     def move_records(
@@ -153,16 +167,23 @@ class PatientRegistry:
             self.write_master(conn, pid, now)
 
     def write_master(
-        self, conn: Connection, patient_id: str, now: datetime, known: dict[str, JSON] | None = None
+        self,
+        conn: Connection,
+        patient_id: str,
+        now: datetime,
+        known: dict[str, JSON] | None = None,
+        *,
+        fresh: bool = False,
     ) -> None:
         """(Re)write the exchange patient's own Patient resource from its records.
 
         ``known`` holds records just written in this transaction (as JSON), which are then
-        not read back.
+        not read back. ``fresh``: the patient was made in this transaction and ``known``
+        holds all its records, so it has no master, no other record and no merge yet.
         """
         known = known or {}
         recs = []
-        for rid in self.records(conn, patient_id):
+        for rid in list(known) if fresh else self.records(conn, patient_id):
             if rid in known:
                 recs.append((now, rid, known[rid]))
                 continue
@@ -170,7 +191,7 @@ class PatientRegistry:
             if cur is not None:
                 recs.append((cur.last_updated, rid, orjson.loads(cur.body)))
         recs.sort(key=lambda r: (r[0], r[1]))
-        merged = conn.execute(select(EP.c.merged_into).where(EP.c.id == patient_id)).first()
+        merged = None if fresh else conn.execute(_MERGED_INTO, {"_id": patient_id}).first()
         master: JSON = {"resourceType": "Patient", "meta": {"tag": [MASTER_TAG]}}
         idents: list[JSON] = [{"system": naming.EXCHANGE_PATIENT, "value": patient_id}]
         seen: set[tuple[Any, Any]] = {(naming.EXCHANGE_PATIENT, patient_id)}
@@ -204,7 +225,7 @@ class PatientRegistry:
         if links:
             master["link"] = links
         master["active"] = not (merged and merged.merged_into)
-        prev = self.store.current(conn, "Patient", patient_id)
+        prev = None if fresh else self.store.current(conn, "Patient", patient_id)
         digest = content_hash(master)
         if prev is not None and prev.content_hash == digest:
             return
