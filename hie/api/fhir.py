@@ -27,7 +27,7 @@ from hie.writes import WriteResult
 router = APIRouter(prefix="/fhir")
 
 
-def _type(rtype: str) -> str:
+async def _type(rtype: str) -> str:  # async: no thread-pool hand-off (see hie.api.deps)
     if rtype not in SUPPORTED_TYPES:
         raise NotFound(
             f"Resource type {rtype!r} is not supported here (see /fhir/metadata)",
