@@ -348,6 +348,16 @@ def _mount_bench() -> None:
 _mount_bench()
 
 
+def _mount_partitions() -> None:
+    """``hie partitions ensure|list``: PostgreSQL's monthly partitions (hie/cli_partitions.py)."""
+    from hie.cli_partitions import partitions_app
+
+    app.add_typer(partitions_app, name="partitions")
+
+
+_mount_partitions()
+
+
 patients_app = typer.Typer(
     help="Patient identity: review queue, unlink, merge.", no_args_is_help=True
 )
