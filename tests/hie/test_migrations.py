@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -142,3 +144,38 @@ def test_the_type_tables_keep_only_their_key(database_url: str) -> None:
         assert found.get_indexes("patient_index") == []
     finally:
         engine.dispose()
+
+
+def test_each_revision_is_named_by_its_file_prefix() -> None:
+    """``migrate.newest_revision`` reads the head from file names; that holds only if every
+    revision's id is its file's four-digit prefix and the newest file is Alembic's head."""
+    for path in migrate.VERSIONS.glob("*.py"):
+        source = path.read_text()
+        assert f"revision = '{path.name[:4]}'" in source or (
+            f'revision = "{path.name[:4]}"' in source
+        ), path.name
+    assert migrate.newest_revision() == migrate.head()
+
+
+def test_a_current_schema_is_recognised_without_alembic(tmp_path: Path) -> None:
+    """Start-up on a current database answers from ``alembic_version`` and never loads
+    Alembic; a fresh or older database is not taken for current."""
+    url = f"sqlite:///{tmp_path / 'hie.db'}"
+    engine = create_engine(url)
+    with engine.connect() as conn:
+        assert not migrate.is_current(conn)
+    migrate.upgrade(engine, "0001")
+    with engine.connect() as conn:
+        assert not migrate.is_current(conn)
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        assert migrate.is_current(conn)
+    engine.dispose()
+    probe = (
+        "import sys; from hie import migrate; from hie.index.store import create_engine; "
+        f"migrate.upgrade(create_engine({url!r})); print('alembic' in sys.modules)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    assert done.stdout.strip() == "False"
