@@ -105,6 +105,7 @@ class _Run:
     # result (relates, judge, covers, order), so looked up once (issue 8 profile).
     items: dict[tuple[str, str | None], CatalogueItem | None] = field(default_factory=dict)
     held_by: dict[str, list[LabCredential]] = field(default_factory=dict)
+    checked: dict[tuple[str, str | None], _Checked] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for c in self.credentials:
@@ -210,7 +211,21 @@ class _Run:
             cached = self.verdicts[_key(r)] = self._judge(r)
         return cached
 
-    def _judge(self, r: PriorResult) -> Verdict:
+    def _recognised(self, r: PriorResult) -> bool:
+        """Whether the result passes every check, without composing its verdict's texts: a
+        panel's members are asked this, and most of them never appear in the answer."""
+        verdict = self.verdicts.get(_key(r))
+        if verdict is not None:
+            return verdict.recognised
+        return not self._checked(r).failed
+
+    def _checked(self, r: PriorResult) -> _Checked:
+        found = self.checked.get(_key(r))
+        if found is None:
+            found = self.checked[_key(r)] = self._check(r)
+        return found
+
+    def _check(self, r: PriorResult) -> _Checked:
         checks: list[Check] = []
         failed: dict[str, tuple[str, str, str]] = {}  # reason -> (rule, detail_zh, detail_en)
 
@@ -261,6 +276,12 @@ class _Run:
                     Check("window.within", True, f"{item.window.text} until {expires_at}")
                 )
 
+        return _Checked(checks, failed, item, producer, own, expires_at, credential, scope_rule)
+
+    def _judge(self, r: PriorResult) -> Verdict:
+        c = self._checked(r)
+        checks, failed, item, producer = c.checks, c.failed, c.item, c.producer
+        own, expires_at, credential, scope_rule = c.own, c.expires_at, c.credential, c.scope_rule
         facts = self._facts(r, item, producer, expires_at)
         base = {
             "checks": tuple(checks),
@@ -408,7 +429,7 @@ class _Run:
             if member is None or member.hospital_id != panel.hospital_id:
                 continue
             member_item = self._item(member)
-            if member_item is not None and self._verdict(member).recognised:
+            if member_item is not None and self._recognised(member):
                 found.add(member_item.code)
         return found
 
@@ -548,6 +569,20 @@ class _Run:
 
 
 _VOID = frozenset({"entered-in-error", "cancelled"})
+
+
+@dataclass
+class _Checked:
+    """The outcome of every check on one result, before any text is composed."""
+
+    checks: list[Check]
+    failed: dict[str, tuple[str, str, str]]  # reason -> (rule, detail_zh, detail_en)
+    item: CatalogueItem | None
+    producer: HospitalProfile | None
+    own: bool
+    expires_at: datetime | None
+    credential: LabCredential | None
+    scope_rule: str
 
 
 class _Fail(Protocol):
