@@ -303,18 +303,28 @@ def _check_batch(batch: list[tuple[int, bytes]]) -> list[bool]:
     return model_valid([line for _, line in batch])
 
 
+FIRST_BATCH = 32
+
+
 def _line_batches(f: Any, start: int, batch_size: int) -> Iterator[list[tuple[int, bytes]]]:
-    """Lines as (end offset, bytes), ``batch_size`` non-empty ones at a time."""
+    """Lines as (end offset, bytes), ``batch_size`` non-empty ones at a time.
+
+    The first batches of a file are smaller (32, 64, ... lines, doubling up to
+    ``batch_size``): the writer cannot start before the worker has checked the first batch,
+    and a whole batch of 500 Bundles kept it idle for a second or more at every file.
+    """
     offset = start
+    size = min(batch_size, FIRST_BATCH)
     batch: list[tuple[int, bytes]] = []
     for line in f:
         offset += len(line)
         if not line.strip():
             continue
         batch.append((offset, line))
-        if len(batch) >= batch_size:
+        if len(batch) >= size:
             yield batch
             batch = []
+            size = min(batch_size, size * 2)
     if batch:
         yield batch
 

@@ -8,6 +8,7 @@ alone, and the batch's cursor commits with whatever landed.
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -30,6 +31,7 @@ JSON = dict[str, Any]
 Validator = Callable[[JSON], list[Issue]]
 CURSOR = t.Cursor.__table__  # type: ignore[attr-defined]
 DEAD = t.DeadLetter.__table__  # type: ignore[attr-defined]
+_PATIENT_MEMO = 4096  # Patients whose check results are remembered (about 1 MB)
 _IN_CHUNK = 500  # source ids per SELECT ... IN (well under SQLite's bound-parameter limit)
 SUBJECT_REQUIRED = frozenset({"Observation", "DiagnosticReport", "ImagingStudy"})
 
@@ -262,6 +264,7 @@ class Ingestor:
         self.profile_check = profile_check
         self.http_profile_check = http_profile_check or profile_check
         self.extra_checks = extra_checks or []
+        self._patient_checks: dict[tuple[bool, bytes], list[Issue]] = {}
 
     # -- the Sink protocol --------------------------------------------------------------
     def cursor(self, hospital_id: str, adapter: str, name: str) -> str | None:
@@ -383,14 +386,37 @@ class Ingestor:
                 issues.extend(found)
                 if found:
                     continue
-            profile = self.http_profile_check if lenient else self.profile_check
-            for check in [*([profile] if profile else []), *self.extra_checks]:
-                for issue in check(res):
-                    if many and issue.expression and rtype:
-                        expr = path + issue.expression.removeprefix(rtype)
-                        issue = Issue(issue.diagnostics, issue.code, issue.severity, expr)
-                    issues.append(issue)
+            for issue in self._checks(res, rtype, lenient):
+                if many and issue.expression and rtype:
+                    expr = path + issue.expression.removeprefix(rtype)
+                    issue = Issue(issue.diagnostics, issue.code, issue.severity, expr)
+                issues.append(issue)
         return [i for i in issues if i.severity in ("error", "fatal")]
+
+    def _checks(self, res: JSON, rtype: Any, lenient: bool) -> list[Issue]:
+        """hie's profile and extra checks of one resource.
+
+        A hospital's feed repeats the same Patient with each of its results, and the checks
+        are pure functions of the JSON (the national ID rules are the dear part), so a
+        Patient seen before is answered from a small memo keyed by a digest of its content.
+        """
+        profile = self.http_profile_check if lenient else self.profile_check
+        checks = [*([profile] if profile else []), *self.extra_checks]
+        if rtype != "Patient":
+            return [issue for check in checks for issue in check(res)]
+        key = (
+            lenient,
+            hashlib.blake2b(
+                orjson.dumps(res, option=orjson.OPT_SORT_KEYS), digest_size=16
+            ).digest(),
+        )
+        found = self._patient_checks.get(key)
+        if found is None:
+            found = [issue for check in checks for issue in check(res)]
+            if len(self._patient_checks) >= _PATIENT_MEMO:
+                self._patient_checks.clear()
+            self._patient_checks[key] = found
+        return found
 
     # -- writing ------------------------------------------------------------------------
     def _apply_with_retry(

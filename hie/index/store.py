@@ -52,6 +52,27 @@ _BY_SOURCE_NO_HOSPITAL = select(R).where(
 )
 
 
+def _column(rows: list[JSON], key: str, process: Callable[[Any], Any] | None) -> list[Any]:
+    """One column of ``rows``, bind-processed. A run of rows shares values (a batch's
+    ``last_updated``, a resource's date on each of its tokens), and the processors (date
+    formatting, UTC conversion) are pure, so a value that is the one before is not
+    processed again; on a bulk load that was a fifth of the writer's time."""
+    if process is None:
+        return [row[key] for row in rows]
+    out: list[Any] = []
+    last: Any = _NOTHING
+    done: Any = None
+    for row in rows:
+        value = row[key]
+        if value is not last:
+            last, done = value, process(value)
+        out.append(done)
+    return out
+
+
+_NOTHING = object()
+
+
 class _Fast:
     """A write statement compiled once per dialect and run on the connection's DBAPI cursor.
 
@@ -83,10 +104,12 @@ class _Fast:
     def __call__(self, conn: Connection, params: JSON | list[JSON]) -> int:
         rows = params if isinstance(params, list) else [params]
         sql, binds, positional = self._form(conn.dialect, tuple(rows[0]))
+        columns = [_column(rows, n, f) for n, f in binds]
         if positional:
-            args: list[Any] = [tuple(f(p[n]) if f else p[n] for n, f in binds) for p in rows]
+            args: list[Any] = list(zip(*columns, strict=True))
         else:
-            args = [{n: (f(p[n]) if f else p[n]) for n, f in binds} for p in rows]
+            names = [n for n, _ in binds]
+            args = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if len(args) == 1:
@@ -158,14 +181,13 @@ def _copy(conn: Connection, stmt: _Fast, rows: list[JSON]) -> None:
     dialect = conn.dialect
     quote = dialect.identifier_preparer
     procs = [table.c[k].type._cached_bind_processor(dialect) for k in keys]
+    columns = [_column(rows, k, f) for k, f in zip(keys, procs, strict=True)]
     sql = f"COPY {quote.format_table(table)} ({', '.join(quote.quote(k) for k in keys)}) FROM STDIN"
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(sql) as copy:
-            for row in rows:
-                copy.write_row(
-                    [f(row[k]) if f else row[k] for k, f in zip(keys, procs, strict=True)]
-                )
+            for values in zip(*columns, strict=True):
+                copy.write_row(values)
     except dialect.loaded_dbapi.Error as exc:
         raise DBAPIError.instance(sql, [], exc, dialect.loaded_dbapi.Error) from exc
     finally:
