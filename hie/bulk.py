@@ -395,16 +395,27 @@ MessageMapper = Callable[[bytes, str, str], Iterator[Unit | DeadLetter]]
 
 def hl7_mapper() -> MessageMapper:
     """The HL7 v2 adapter's mapping as (payload, key prefix, hospital) → units/dead letters."""
+    from adapters.hl7v2.framing import split_messages
+
+    framed_mapper = _framed_mapper()
+
+    def mapper(payload: bytes, key: str, hospital: str) -> Iterator[Unit | DeadLetter]:
+        return framed_mapper(split_messages(payload), key, hospital)
+
+    return mapper
+
+
+def _framed_mapper() -> Callable[[Iterable[Any], str, str], Iterator[Unit | DeadLetter]]:
+    """Messages already cut out of a file (``adapters.hl7v2.framing.Framed``) → items."""
     from adapters.base import BadMessage
     from adapters.hl7v2.coding import Context
-    from adapters.hl7v2.framing import split_messages
     from adapters.hl7v2.oru import map_framed
 
     contexts: dict[str, Context] = {}
 
-    def mapper(payload: bytes, key: str, hospital: str) -> Iterator[Unit | DeadLetter]:
+    def mapper(messages: Iterable[Any], key: str, hospital: str) -> Iterator[Unit | DeadLetter]:
         ctx = contexts.get(hospital) or contexts.setdefault(hospital, Context(hospital))
-        for framed in split_messages(payload):
+        for framed in messages:
             k = f"{key}#{framed.index}"
             try:
                 yield map_framed(framed, ctx, key=k)
@@ -421,15 +432,45 @@ def _split_hl7_cursor(value: str | None) -> tuple[str, int]:
     return rel, int(n)
 
 
-_worker_mapper: list[MessageMapper] = []
+_worker_mapper: list[Callable[[Iterable[Any], str, str], Iterator[Unit | DeadLetter]]] = []
+HL7_CHUNK = 64  # messages per worker job
 
 
-def _map_file(job: tuple[str, str, str]) -> list[Unit | DeadLetter]:
-    """Parse and map one HL7 file (worker side): (path, relative path, hospital) → items."""
-    path, rel, hospital = job
+def _map_chunk(job: tuple[str, str, list[Any]]) -> list[Unit | DeadLetter]:
+    """Map some messages of one HL7 file (worker side): (relative path, hospital, messages)."""
+    rel, hospital, messages = job
     if not _worker_mapper:
-        _worker_mapper.append(hl7_mapper())
-    return list(_worker_mapper[0](Path(path).read_bytes(), rel, hospital))
+        _worker_mapper.append(_framed_mapper())
+    return list(_worker_mapper[0](messages, rel, hospital))
+
+
+@dataclass
+class _Chunk:
+    """Messages of one file for a worker; ``size`` is set on a file's last chunk."""
+
+    path: str
+    rel: str
+    hospital: str
+    messages: list[Any]
+    size: int | None = None
+
+
+def _chunks(todo: list[tuple[str, str, str]], done_rel: str, done_n: int) -> Iterator[_Chunk]:
+    """Each file cut into messages here (cheap), mapped in chunks there (dear): the writer
+    starts after one chunk instead of after a whole file of several hundred messages."""
+    from adapters.hl7v2.framing import split_messages
+
+    for path, rel, hospital in todo:
+        payload = Path(path).read_bytes()
+        messages = [m for m in split_messages(payload) if rel != done_rel or m.index > done_n]
+        for at in range(0, max(len(messages), 1), HL7_CHUNK):
+            last = at + HL7_CHUNK >= len(messages)
+            part = messages[at : at + HL7_CHUNK]
+            yield _Chunk(path, rel, hospital, part, len(payload) if last else None)
+
+
+def _map_job(chunk: _Chunk) -> list[Unit | DeadLetter]:
+    return _map_chunk((chunk.rel, chunk.hospital, chunk.messages))
 
 
 def load_hl7_folder(
@@ -465,17 +506,27 @@ def load_hl7_folder(
         else:
             todo.append((str(path), rel, hospital))
     with ExitStack() as stack:
-        mapped: Iterator[tuple[tuple[str, str, str], list[Unit | DeadLetter]]]
+        mapped: Iterator[tuple[_Chunk, list[Unit | DeadLetter]]]
         if mapper is None and (workers or pool is not None):
             if pool is None:
                 pool = stack.enter_context(worker_pool(workers))
-            mapped = _pipelined(todo, _map_file, pool)
+            # deep enough that the worker keeps mapping while the writer writes a batch
+            depth = batch_size // HL7_CHUNK + 2
+            mapped = _pipelined(_chunks(todo, done_rel, done_n), _map_job, pool, depth)
         else:
             use = mapper or hl7_mapper()
-            mapped = ((job, list(use(Path(job[0]).read_bytes(), job[1], job[2]))) for job in todo)
+            mapped = (
+                (
+                    _Chunk(job[0], job[1], job[2], [], Path(job[0]).stat().st_size),
+                    list(use(Path(job[0]).read_bytes(), job[1], job[2])),
+                )
+                for job in todo
+            )
         pending = _Pending()
         last = flushed = committed or ""
-        for (path_s, rel, _), items in mapped:
+        size = min(batch_size, FIRST_BATCH)  # small first batches, as for NDJSON
+        for chunk, items in mapped:
+            rel = chunk.rel
             for item in items:
                 n = int(item.key.rpartition("#")[2])
                 if rel == done_rel and n <= done_n:
@@ -483,13 +534,15 @@ def load_hl7_folder(
                 stats.items += 1
                 (pending.units if isinstance(item, Unit) else pending.dead).append(item)  # type: ignore[arg-type]
                 last = f"{rel}#{n}"
-                if len(pending) >= batch_size:
+                if len(pending) >= size:
                     _flush(sink, hospital, HL7_ADAPTER, pending, Cursor(name, last), stats)
                     flushed = last
+                    size = min(batch_size, size * 2)
                     stats.seconds = time.perf_counter() - began
                     if progress:
                         progress(stats)
-            stats.bytes_done += Path(path_s).stat().st_size
+            if chunk.size is not None:
+                stats.bytes_done += chunk.size
         if last != flushed:
             _flush(sink, hospital, HL7_ADAPTER, pending, Cursor(name, last), stats)
     stats.seconds = time.perf_counter() - began
