@@ -304,6 +304,14 @@ class Writer:
             )
         self.pending += len(rows)
 
+    def add_tuples(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Rows already in the table's column order (cheaper than ``add`` for many rows)."""
+        procs = self.procs[table]
+        if any(procs):
+            rows = [tuple(p(v) if p else v for v, p in zip(r, procs, strict=True)) for r in rows]
+        self.buffer[table].extend(rows)
+        self.pending += len(rows)
+
     def flush(self) -> None:
         if self.sqlite is not None:
             self.sqlite.execute("BEGIN")

@@ -33,9 +33,9 @@ import os
 import pickle
 import statistics
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -52,13 +52,16 @@ from hie.outcome import Invalid
 JSON = dict[str, Any]
 CHUNK = 20_000  # people per generator run (its memory is per chunk, not per population)
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
-TABLES = (
-    "exchange_patient",
-    "patient_record",
-    "patient_identifier",
-    "patient_traits",
-    "patient_block",
-)
+# column order of each table as created (checked against the database before writing)
+COLUMNS = {
+    "exchange_patient": ("id", "created", "merged_into"),
+    "patient_record": ("record_id", "patient_id", "hospital_id", "rule", "score"),
+    "patient_identifier": ("system", "value", "record_id", "patient_id"),
+    "patient_traits": ("patient_id", "traits"),
+    "patient_block": ("key", "patient_id"),
+}
+TABLES = tuple(COLUMNS)
+Rows = dict[str, list[tuple[Any, ...]]]
 SEED = 20261125
 BLOCK_SQL = (
     "SELECT patient_id, traits FROM patient_traits WHERE patient_id IN "
@@ -86,7 +89,7 @@ def _namespaced(patient: JSON, prefix: str) -> JSON:
     return out
 
 
-def chunk_rows(chunk: int, persons: int, hold: int) -> tuple[dict[str, list[JSON]], list[Probe]]:
+def chunk_rows(chunk: int, persons: int, hold: int) -> tuple[Rows, list[Probe]]:
     """The identity rows of one generator chunk, and up to ``hold`` records held back from
     it (the last record of people with several) as incoming records of known people."""
     pop = Population(persons, SEED + chunk)
@@ -99,7 +102,7 @@ def chunk_rows(chunk: int, persons: int, hold: int) -> tuple[dict[str, list[JSON
                 "patient": _namespaced(record.patient, f"{chunk}-" if chunk else ""),
             }
         )
-    rows: dict[str, list[JSON]] = {t: [] for t in TABLES}
+    rows: Rows = {t: [] for t in TABLES}
     held: list[Probe] = []
     for person, records in by_person.items():
         pid = _patient_id(chunk, person)
@@ -114,39 +117,27 @@ def chunk_rows(chunk: int, persons: int, hold: int) -> tuple[dict[str, list[JSON
             except Invalid:
                 continue  # ingest refuses it: not in the index
             merged = merged.merge(traits) if merged else traits
-            rows["patient_record"].append(
-                {
-                    "record_id": rec["id"],
-                    "patient_id": pid,
-                    "hospital_id": rec["hospital"],
-                    "rule": "bench:direct",
-                    "score": None,
-                }
-            )
+            rows["patient_record"].append((rec["id"], pid, rec["hospital"], "bench:direct", None))
             idents = {(str(i["system"]), str(i["value"])) for i in rec["patient"]["identifier"]}
-            rows["patient_identifier"] += [
-                {"system": s, "value": v, "record_id": rec["id"], "patient_id": pid}
-                for s, v in sorted(idents)
-            ]
+            rows["patient_identifier"] += [(s, v, rec["id"], pid) for s, v in sorted(idents)]
         if merged is None:
             held = [h for h in held if h.truth != pid]
             continue
-        rows["exchange_patient"].append({"id": pid, "created": NOW, "merged_into": None})
-        rows["patient_traits"].append(
-            {"patient_id": pid, "traits": orjson.dumps(merged.to_json()).decode()}
-        )
+        rows["exchange_patient"].append((pid, NOW, None))
+        rows["patient_traits"].append((pid, orjson.dumps(merged.to_json()).decode()))
         keys = sorted({k[:128] for k in blocking_keys(merged)})
-        rows["patient_block"] += [{"key": k, "patient_id": pid} for k in keys]
+        rows["patient_block"] += [(k, pid) for k in keys]
     return rows, held
 
 
 def _chunk_job(
     args: tuple[int, int, int, Path | None],
-) -> tuple[dict[str, list[JSON]], list[Probe], float]:
+) -> tuple[Rows, list[Probe], float]:
     """One chunk's rows, from the cache when an earlier run (or backend) generated them;
     returns the seconds spent generating (0 from the cache)."""
     chunk, persons, hold, cache = args
-    path = cache / f"chunk-{SEED}-{chunk:04d}-{persons}-{hold}.pickle.gz" if cache else None
+    name = f"chunk-v2-{SEED}-{chunk:04d}-{persons}-{hold}.pickle.gz"
+    path = cache / name if cache else None
     if path is not None and path.exists():
         with gzip.open(path, "rb") as f:
             rows, held = pickle.load(f)
@@ -174,6 +165,20 @@ def new_people(count: int) -> list[Probe]:
     return out
 
 
+def _bounded(
+    pool: ProcessPoolExecutor, jobs: list[tuple[int, int, int, Path | None]], ahead: int
+) -> Iterator[tuple[Rows, list[Probe], float]]:
+    """Results in job order with at most ``ahead`` chunks in flight, so chunks read from the
+    cache faster than they are written do not pile up in memory (``pool.map`` submits all)."""
+    pending: deque[Future[tuple[Rows, list[Probe], float]]] = deque()
+    for job in jobs:
+        pending.append(pool.submit(_chunk_job, job))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
 @dataclass
 class LoadReport:
     persons: int = 0
@@ -197,6 +202,9 @@ def load_population(
     if cache is not None:
         cache.mkdir(parents=True, exist_ok=True)
     writer = Writer(url, TABLES)
+    for table, cols in COLUMNS.items():
+        if tuple(writer.columns[table]) != cols:
+            raise RuntimeError(f"{table} columns are {writer.columns[table]}, not {cols}")
     jobs = []
     left, chunk = persons, 0
     while left > 0:
@@ -207,10 +215,10 @@ def load_population(
     report = LoadReport()
     probes: list[Probe] = []
     workers = workers or min(len(os.sched_getaffinity(0)), len(jobs))
-    results: Iterator[tuple[dict[str, list[JSON]], list[Probe], float]]
+    results: Iterator[tuple[Rows, list[Probe], float]]
     if workers > 1:
         pool = ProcessPoolExecutor(workers)
-        results = pool.map(_chunk_job, jobs)
+        results = _bounded(pool, jobs, 2 * workers)
     else:
         pool = None
         results = map(_chunk_job, jobs)
@@ -220,7 +228,7 @@ def load_population(
             probes += got
             t = time.perf_counter()
             for table, values in rows.items():
-                writer.add(table, values)
+                writer.add_tuples(table, values)
                 report.rows += len(values)
             report.persons += len(rows["exchange_patient"])
             writer.flush()
