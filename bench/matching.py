@@ -184,7 +184,7 @@ class LoadReport:
     persons: int = 0
     rows: int = 0
     seconds: float = 0.0  # wall time of the whole load, generation included
-    generate_s: float = 0.0  # CPU seconds the generator workers spent (0: all from the cache)
+    generate_s: float = 0.0  # seconds the generator workers spent, summed (0: all cached)
     write_s: float = 0.0  # wall time of the raw writes
 
 

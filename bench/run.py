@@ -332,7 +332,7 @@ def matching(run: Run, plan: Plan, backend: str, base: str, out: Path) -> None:
         db = _db(base, backend, f"match-{label.lower()}", out)
         with run.phase(f"patient matching, {label} people ({backend})"):
             load, m = run_matching(db, size, plan.match_probes, out / "match-population")
-        made = f"generated in {load.generate_s:.0f} CPU s, " if load.generate_s else ""
+        made = f"generated in {load.generate_s:.0f} s of worker time, " if load.generate_s else ""
         run.notes.append(
             f"patient matching on {backend}: the population of {load.persons:,} people "
             f"({load.rows:,} identity rows) was loaded directly by the bench-only loader "
