@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hie.bulk import LoadStats, load_hl7_folder, load_ndjson, worker_pool
+from hie.identity import names
 from hie.services import build_exchange
 from hie.settings import Settings
 
@@ -56,6 +57,7 @@ def run_load(
 ) -> LoadReport:
     """One load into ``db``; RSS figures are only meaningful in a fresh process (``main``)."""
     exchange = build_exchange(Settings(database_url=db, jwt_secret="bench-" + "x" * 32))
+    names.warm()  # as `hie import-bulk` does: a fixed cost of the process, not of the load
     report = LoadReport(kind, len(inputs), workers=workers)
     report.rss_baseline_mb = rss_mb()
     total = sum(

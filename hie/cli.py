@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -36,6 +37,12 @@ def _base_url(host: str, port: int) -> str | None:
     return f"http://{shown}:{port}/fhir"
 
 
+def _warm_identity() -> None:
+    from hie.identity import names
+
+    names.warm()
+
+
 def _run(settings: Settings, host: str, port: int) -> None:
     """Serve HTTP, with the configured MLLP listeners beside it, until stopped."""
     import uvicorn
@@ -61,6 +68,11 @@ def _run(settings: Settings, host: str, port: int) -> None:
         for running in listeners:
             console.print(f"MLLP listening on port {running.port}")
     application = create_app(settings, exchange)
+    # Patient names need pypinyin's dictionaries; load them once the server is answering
+    # (start-up stays short) rather than inside the first request that carries a patient.
+    warming = threading.Timer(2.0, _warm_identity)
+    warming.daemon = True
+    warming.start()
     try:
         uvicorn.run(application, host=host, port=port, log_level="info", access_log=False)
     finally:

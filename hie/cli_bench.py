@@ -29,6 +29,7 @@ from rich.progress import (
 )
 
 from hie.bulk import LoadStats, load_hl7_folder, load_ndjson, worker_pool
+from hie.identity import names
 
 bench_app = typer.Typer(help="Synthetic city and benchmarks (needs the source tree).")
 console = Console(stderr=True)
@@ -131,6 +132,7 @@ def import_bulk(
         raise typer.Exit(2)
     n_workers = workers if workers is not None else max((os.cpu_count() or 1) - 1, 0)
     exchange = build_exchange(Settings())
+    names.warm()
     totals = LoadStats(str(path), hospital or "")
     columns = (
         TextColumn("{task.description}"),
