@@ -36,6 +36,7 @@ from adapters.base import Batch, DeadLetter, Unit
 from adapters.hl7v2 import charset
 from adapters.hl7v2.ack import Header, build_ack
 from adapters.hl7v2.coding import CodeMapper, Context, NoMapping
+from adapters.hl7v2.commit_queue import CommitQueue
 from adapters.hl7v2.framing import Framed, split_messages
 from adapters.hl7v2.message import (
     INTERNAL_ERROR,
@@ -80,6 +81,16 @@ class ResultLike(Protocol):
 Handle = Callable[[Batch], ResultLike]
 
 
+def _transient(item: ItemLike | None) -> bool:
+    """Refused only because another process updated the same rows at the same moment."""
+    return bool(
+        item is not None
+        and not item.ok
+        and item.issues
+        and all(getattr(i, "code", None) == "conflict" for i in item.issues)
+    )
+
+
 @dataclass(frozen=True)
 class MllpConfig:
     """One listener's settings (from a ``hl7v2-mllp`` adapter of the hospitals file)."""
@@ -117,6 +128,7 @@ class MllpListener:
         self.tz = tz
         self.clock = clock or (lambda: datetime.now(self.tz))
         self._stripes = [threading.Lock() for _ in range(64)]
+        self._commits = CommitQueue(handle, config.adapter)
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -132,6 +144,7 @@ class MllpListener:
             self._server.close()
         for writer in list(self._writers):
             writer.close()
+        self._commits.close()
 
     async def wait_closed(self) -> None:
         if self._server is not None:
@@ -223,10 +236,12 @@ class MllpListener:
             unit = map_oru(msg, Context(hospital, self.terminology, self.tz), framed.raw, key)
         except MessageError as exc:
             return self._reject(block, framed, exc, header, hospital, msg)
-        batch = Batch(hospital, self.config.adapter, units=[unit])
         try:
-            with self._patient_lock(unit):
-                result = self._ingest(batch)
+            item = self._commits.submit(hospital, unit)
+            if _transient(item):  # refused only for a concurrent update: alone, with retries
+                with self._patient_lock(unit):
+                    retried = self._ingest(Batch(hospital, self.config.adapter, units=[unit]))
+                item = retried.items[0] if retried.items else None
         except Exception:
             log.exception("ingest failed for %s from %s", key, hospital)
             return self._ack(
@@ -237,7 +252,6 @@ class MllpListener:
                 None,
                 INTERNAL_ERROR,
             )
-        item = result.items[0] if result.items else None
         if item is not None and item.ok:
             return self._ack(header, msg, "AA")
         issues = list(item.issues) if item is not None else []
@@ -272,13 +286,7 @@ class MllpListener:
         """Ingest, retrying a unit refused only for a concurrent update (another process)."""
         for attempt in range(1, _ATTEMPTS + 1):
             result = self.handle(batch)
-            item = result.items[0] if result.items else None
-            transient = (
-                item is not None
-                and not item.ok
-                and item.issues
-                and all(getattr(i, "code", None) == "conflict" for i in item.issues)
-            )
+            transient = _transient(result.items[0] if result.items else None)
             if not transient or attempt == _ATTEMPTS:
                 return result
             time.sleep(random.uniform(0.01, 0.05) * attempt)

@@ -1,0 +1,109 @@
+"""Group commit: messages in hand at the same moment share one ingest, and one bad message
+still costs only its own sender (its ACK is AR, the others' are AA)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+
+from hl7.client import MLLPClient
+
+from adapters.base import Batch, Unit
+from adapters.hl7v2.commit_queue import CommitQueue
+from adapters.hl7v2.mllp import MllpConfig, MllpListener, run_in_thread
+from tests.adapters.hl7v2.test_hl7_mllp import NOW, ack_of, field_of, oru
+
+
+@dataclass
+class Item:
+    ok: bool
+    issues: list[object] = field(default_factory=list)
+
+
+@dataclass
+class Outcome:
+    items: list[Item]
+
+
+@dataclass
+class SlowIngest:
+    """Takes 20 ms per batch (a commit's worth), so messages pile up meanwhile; refuses a
+    whole batch with an exception when it holds a unit keyed ``poison``."""
+
+    poison: str | None = None
+    sizes: list[int] = field(default_factory=list)
+    keys: list[str] = field(default_factory=list)
+
+    def __call__(self, batch: Batch) -> Outcome:
+        time.sleep(0.02)
+        if self.poison and any(u.key == self.poison for u in batch.units):
+            raise RuntimeError("value too long for column")
+        self.sizes.append(len(batch.units))
+        self.keys += [u.key for u in batch.units]
+        return Outcome([Item(True) for _ in batch.units])
+
+
+def _send_all(port: int, senders: int, each: int) -> dict[str, str]:
+    acks: dict[str, str] = {}
+    lock = threading.Lock()
+
+    def sender(n: int) -> None:
+        with MLLPClient("127.0.0.1", port) as client:
+            for i in range(each):
+                control = f"G{n}-{i}"
+                ack = ack_of(client.send_message(oru(control)))
+                with lock:
+                    acks[control] = field_of(ack, "MSA", 1)
+
+    threads = [threading.Thread(target=sender, args=(n,)) for n in range(senders)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    return acks
+
+
+def test_concurrent_senders_share_commits_and_each_gets_its_ack() -> None:
+    ingest = SlowIngest()
+    running = run_in_thread(
+        MllpListener(ingest, MllpConfig(hospital_id="szph"), clock=lambda: NOW), "127.0.0.1", 0
+    )
+    try:
+        acks = _send_all(running.port, senders=10, each=5)
+    finally:
+        running.stop()
+    assert acks == {f"G{n}-{i}": "AA" for n in range(10) for i in range(5)}
+    assert sorted(ingest.keys) == sorted(f"MSH-10 {k}" for k in acks)  # each exactly once
+    assert max(ingest.sizes) > 1  # some commits held several senders' messages
+    assert len(ingest.sizes) < len(acks)
+
+
+def test_a_batch_refused_as_a_whole_is_retried_unit_by_unit() -> None:
+    ingest = SlowIngest(poison="MSH-10 G3-2")
+    running = run_in_thread(
+        MllpListener(ingest, MllpConfig(hospital_id="szph"), clock=lambda: NOW), "127.0.0.1", 0
+    )
+    try:
+        acks = _send_all(running.port, senders=8, each=4)
+    finally:
+        running.stop()
+    assert acks.pop("G3-2") == "AR"  # the sender is asked to send it again
+    assert set(acks.values()) == {"AA"}
+    assert sorted(ingest.keys) == sorted(f"MSH-10 {k}" for k in acks)
+
+
+def test_close_commits_what_is_queued_and_a_later_submit_still_works() -> None:
+    seen: list[int] = []
+
+    def ingest(batch: Batch) -> Outcome:
+        seen.append(len(batch.units))
+        return Outcome([Item(True) for _ in batch.units])
+
+    queue = CommitQueue(ingest, "lis-mllp")
+    unit = Unit(key="k1", entries=())
+    assert queue.submit("szph", unit).ok
+    queue.close()
+    assert queue.submit("szph", Unit(key="k2", entries=())).ok  # restarts its thread
+    queue.close()
+    assert seen == [1, 1]
