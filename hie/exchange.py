@@ -106,8 +106,8 @@ class Exchange:
             elif q.impossible:
                 rows = []
             else:
-                stmt, sort_value = self.searcher.statement(q)
-                rows = list(conn.execute(stmt).all())
+                stmt, values, sort_value = self.searcher.prepared(q)
+                rows = list(conn.execute(stmt, values).all())
             has_next = len(rows) > q.count
             rows = self.visible(principal, rows[: q.count])
             matches = [(rtype, r.id, r.body) for r in rows]

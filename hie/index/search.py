@@ -8,7 +8,7 @@ bound parameters, never spliced into SQL.
 from __future__ import annotations
 
 import base64
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -19,6 +19,7 @@ from sqlalchemy import (
     Connection,
     Select,
     and_,
+    bindparam,
     false,
     func,
     not_,
@@ -35,6 +36,7 @@ from hie.index.patients import PatientRegistry
 from hie.index.store import STRING, TOKEN, TYPE_INDEX, R
 from hie.outcome import Invalid, NotSupported
 
+_SHAPES = 512  # statements kept by query shape; a handful are hot, the cap bounds odd ones
 PREFIXES = ("eq", "ne", "gt", "lt", "ge", "le", "sa", "eb", "ap")
 
 
@@ -100,12 +102,18 @@ INCLUDES: dict[str, tuple[str, str]] = {
 SORTS = ("date", "-date", "_lastUpdated", "-_lastUpdated", "started", "-started")
 
 
+# A condition as its shape (hashable, no values), its values, and how to build it from
+# stand-ins for the values: the values themselves, or bound parameters of a cached statement.
+Build = Callable[[Sequence[Any]], ColumnElement[bool]]
+Cond = tuple[Hashable, tuple[Any, ...], Build]
+
+
 @dataclass
 class Query:
     """A parsed search: what to select, how to sort, where the page starts."""
 
     rtype: str
-    where: list[ColumnElement[bool]] = field(default_factory=list)
+    where: list[Cond] = field(default_factory=list)
     sort: str = "_lastUpdated"
     count: int = 50
     summary_count: bool = False
@@ -118,8 +126,43 @@ class Query:
     tokens: list[tuple[str, list[str]]] = field(default_factory=list)  # (param, values)
     impossible: bool = False  # e.g. a patient.identifier nobody has: no rows, no SQL
 
-    def conditions(self) -> list[ColumnElement[bool]]:
+    def shape(self) -> tuple[Hashable, list[Any]]:
+        """What the statement depends on besides values, and the values in binding order.
+
+        Two queries of one shape (same parameters, modifiers, value counts, sort, page size)
+        run one statement with different bound values, so it is built and compiled once.
+        """
+        values: list[Any] = []
+        where = []
+        for key, vals, _ in self.where:
+            where.append(key)
+            values += vals
+        tokens = []
+        for param, raw in self.tokens:
+            kinds, parts = _token_shape(raw)
+            tokens.append((param, kinds))
+            values += parts
+        values += self.patient_ids
+        if self.after is not None:
+            values += self.after
+        key = (
+            self.rtype,
+            tuple(where),
+            tuple(tokens),
+            len(self.patient_ids),
+            self.by_patient,
+            self.impossible,
+            self.sort,
+            self.count,
+            self.after is not None,
+        )
+        return key, values
+
+    def conditions(self, args: Sequence[Any] | None = None) -> list[ColumnElement[bool]]:
         """Every condition, built once the whole query string is read.
+
+        ``args`` stands for :meth:`shape`'s values in order (bound parameters for a cached
+        statement); by default the values themselves.
 
         Token conditions are built here, not as each parameter is read, so that they carry
         the patient whatever the parameters' order (``code=`` before ``patient=`` used to
@@ -129,15 +172,31 @@ class Query:
         primary key, instead of every one of the patient's resources of the type being read
         and tested against the token list.
         """
-        out = list(self.where)
-        tokens = [_token_cond(self.rtype, p, v, self.patient_ids) for p, v in self.tokens]
+        if args is None:
+            args = self.shape()[1]
+        pos = 0
+        out = []
+        for _, vals, build in self.where:
+            out.append(build(args[pos : pos + len(vals)]))
+            pos += len(vals)
+        shapes = []
+        for param, raw in self.tokens:
+            kinds, parts = _token_shape(raw)
+            shapes.append((param, kinds, args[pos : pos + len(parts)]))
+            pos += len(parts)
+        patients = list(args[pos : pos + len(self.patient_ids)])
+        tokens = [_token_build(self.rtype, p, k, a, patients) for p, k, a in shapes]
         out += tokens
         if self.by_patient:
             column: Any = R.c.patient_id
-            if tokens and self.patient_ids and self.rtype != "Patient":
+            if tokens and patients and self.rtype != "Patient":
                 column = unindexed(column)
-            out.append(column.in_(self.patient_ids))
+            out.append(column.in_(patients))
         return out
+
+    def after_args(self, args: Sequence[Any]) -> Sequence[Any]:
+        """The stand-ins of the page start (the last two of :meth:`shape`'s values)."""
+        return args[-2:]
 
 
 def _token(value: str) -> tuple[str | None, str | None]:
@@ -148,7 +207,24 @@ def _token(value: str) -> tuple[str | None, str | None]:
     return None, value
 
 
-def _token_cond(rtype: str, param: str, values: list[str], patient_ids: list[str]) -> Any:
+def _token_shape(values: list[str]) -> tuple[tuple[tuple[bool, bool], ...], list[str]]:
+    """Per value whether it has a code and a system; and those parts in binding order."""
+    kinds = []
+    out: list[str] = []
+    for raw in values:
+        system, code = _token(raw)
+        kinds.append((code is not None, system is not None))
+        out += [v for v in (code, system) if v is not None]
+    return tuple(kinds), out
+
+
+def _token_build(
+    rtype: str,
+    param: str,
+    kinds: tuple[tuple[bool, bool], ...],
+    args: Sequence[Any],
+    patient_ids: Sequence[Any],
+) -> Any:
     """``resource.id IN (ids from search_token)``: the token index drives the lookup.
 
     A correlated EXISTS made both planners walk every resource of the type and probe the
@@ -156,37 +232,66 @@ def _token_cond(rtype: str, param: str, values: list[str], patient_ids: list[str
     start from ix_token_code (or ix_token_patient when the patient is known).
     """
     alts = []
-    for raw in values:
-        system, code = _token(raw)
+    pos = 0
+    for has_code, has_system in kinds:
         conds = [TOKEN.c.type == rtype, TOKEN.c.param == param]
         if patient_ids and rtype != "Patient":
             conds.append(TOKEN.c.patient_id.in_(patient_ids))
-        if code is not None:
-            conds.append(TOKEN.c.code == code)
-        if system is not None:
-            conds.append(TOKEN.c.system == system)
+        if has_code:
+            conds.append(TOKEN.c.code == args[pos])
+            pos += 1
+        if has_system:
+            conds.append(TOKEN.c.system == args[pos])
+            pos += 1
         alts.append(and_(*conds))
     return R.c.id.in_(select(TOKEN.c.res_id).where(or_(*alts)))
 
 
-def _date_cond(column: Any, raw: str, tz: str, name: str = "date") -> ColumnElement[bool]:
+def _token_cond(rtype: str, param: str, values: list[str], patient_ids: list[str]) -> Any:
+    """The token condition with its values written in (conditional writes)."""
+    kinds, args = _token_shape(values)
+    return _token_build(rtype, param, kinds, args, patient_ids)
+
+
+def _date_shape(raw: str, tz: str, name: str) -> tuple[str, tuple[Any, ...]]:
+    """A date search value → its prefix and the bounds the condition compares with."""
     prefix = raw[:2] if raw[:2] in PREFIXES else "eq"
     value = raw[2:] if raw[:2] in PREFIXES else raw
     try:
         low, high = parse_range(value, tz)
     except BadDate as exc:
         raise Invalid(f"{name}: {exc}", expression=name) from None
+    if prefix in ("eq", "ap", "ne"):
+        return prefix, (low, high)
+    if prefix in ("gt", "sa", "le"):
+        return prefix, (high,)
+    return prefix, (low,)  # ge, lt, eb
+
+
+def _date_build(column: Any, prefix: str, args: Sequence[Any]) -> ColumnElement[bool]:
     if prefix in ("eq", "ap"):
-        return and_(column >= low, column < high)
+        return and_(column >= args[0], column < args[1])
     if prefix == "ne":
-        return or_(column < low, column >= high)
-    if prefix in ("gt", "sa"):
-        return column >= high
-    if prefix == "ge":
-        return column >= low
-    if prefix in ("lt", "eb"):
-        return column < low
-    return column < high  # le
+        return or_(column < args[0], column >= args[1])
+    if prefix in ("gt", "sa", "ge"):
+        return column >= args[0]
+    return column < args[0]  # lt, eb, le
+
+
+def _dates(column: Any, raws: list[str], tz: str, name: str) -> Cond:
+    """Comma-separated date values (OR) on one column, as a shaped condition."""
+    shapes = [_date_shape(v, tz, name) for v in raws]
+    prefixes = tuple(p for p, _ in shapes)
+    values = tuple(v for _, vals in shapes for v in vals)
+
+    def build(args: Sequence[Any]) -> ColumnElement[bool]:
+        alts, pos = [], 0
+        for prefix, vals in shapes:
+            alts.append(_date_build(column, prefix, args[pos : pos + len(vals)]))
+            pos += len(vals)
+        return or_(*alts) if len(alts) > 1 else alts[0]
+
+    return ("date", column.table.name, column.name, prefixes), values, build
 
 
 def encode_page(after: tuple[Any, str]) -> str:
@@ -218,6 +323,7 @@ class Searcher:
         self.tz = tz
         self.default_count = default_count
         self.max_count = max_count
+        self._shapes: dict[Hashable, Select[Any]] = {}
 
     def parse(
         self, conn: Connection, rtype: str, params: list[tuple[str, str]], *, strict: bool
@@ -258,9 +364,10 @@ class Searcher:
 
     def _common(self, q: Query, name: str, value: str, index: Any) -> None:
         if name == "_id":
-            q.where.append(R.c.id.in_(value.split(",")))
+            ids = tuple(value.split(","))
+            q.where.append((("_id", len(ids)), ids, lambda args: R.c.id.in_(list(args))))
         elif name == "_lastUpdated":
-            q.where.append(_date_cond(R.c.last_updated, value, self.tz, "_lastUpdated"))
+            q.where.append(_dates(R.c.last_updated, [value], self.tz, "_lastUpdated"))
         elif name == "_count":
             if not (value.isascii() and value.isdigit()):  # "²".isdigit() is True too
                 raise Invalid("_count must be a non-negative integer", expression="_count")
@@ -329,33 +436,40 @@ class Searcher:
             if col is None:
                 raise NotSupported(f"{param.name} cannot be searched", expression=param.name)
             # comma = OR for dates too (R4 §3.1.1.5.8); repeating the parameter is AND
-            q.where.append(or_(*(_date_cond(col, v, self.tz, param.name) for v in values)))
+            q.where.append(_dates(col, values, self.tz, param.name))
         elif param.kind == "string":
-            alts = []
-            for v in values:
-                norm = normalise_name(v)
-                # A prefix as a range (value >= p AND value < p⁺): both backends walk
-                # ix_string_value for it, where LIKE 'p%' reads every name.
-                cond = (
-                    STRING.c.value == norm
-                    if modifier == "exact" or not norm
-                    else and_(STRING.c.value >= norm, STRING.c.value < _after_prefix(norm))
-                )
-                alts.append(and_(STRING.c.type == q.rtype, STRING.c.param == param.name, cond))
-            # uncorrelated, like tokens: read ix_string_value, not every resource of the type
-            q.where.append(R.c.id.in_(select(STRING.c.res_id).where(or_(*alts))))
+            q.where.append(_strings(q.rtype, param.name, modifier, values))
 
     # -- execution -----------------------------------------------------------------------
     def statement(self, q: Query) -> tuple[Select[Any], Callable[[Any], tuple[Any, str]]]:
+        """The search's statement with its values written in (one-off use, EXPLAIN)."""
+        return self._build(q, q.shape()[1]), self._sort_value(q)
+
+    def prepared(
+        self, q: Query
+    ) -> tuple[Select[Any], dict[str, Any], Callable[[Any], tuple[Any, str]]]:
+        """The statement for the query's shape (built once) and the values to bind.
+
+        Building a SELECT from expression objects cost about as much Python time per search
+        as running it; searches of one shape now share the statement and its compiled form.
+        """
+        key, values = q.shape()
+        names = [f"_v{i}" for i in range(len(values))]
+        stmt = self._shapes.get(key)
+        if stmt is None:
+            if len(self._shapes) >= _SHAPES:
+                self._shapes.clear()
+            stmt = self._shapes[key] = self._build(q, [bindparam(n) for n in names])
+        return stmt, dict(zip(names, values, strict=True)), self._sort_value(q)
+
+    def _build(self, q: Query, args: Sequence[Any]) -> Select[Any]:
         index = TYPE_INDEX.get(q.rtype)
         base = select(R.c.id, R.c.body, R.c.last_updated, R.c.patient_id)
-        date_col = None
-        if q.sort.lstrip("-") in ("date", "started"):
-            date_col = _date_column(index)
+        date_col = self._date_col(q)
         if index is not None:
             base = base.add_columns(*(index.c[c] for c in ("effective", "started") if c in index.c))
             base = base.join(index, index.c.id == R.c.id)
-        cond = [R.c.type == q.rtype, not_(R.c.deleted), *q.conditions()]
+        cond = [R.c.type == q.rtype, not_(R.c.deleted), *q.conditions(args)]
         if q.impossible:
             cond.append(false())
         desc = q.sort.startswith("-")
@@ -366,13 +480,22 @@ class Searcher:
             # (to save the sort) and tests every row: O(city) instead of O(the patient).
             key = unindexed(key)
         if q.after is not None:
-            value, rid = q.after
+            value, rid = q.after_args(args)
             if desc:
                 cond.append(or_(key < value, and_(key == value, R.c.id < rid)))
             else:
                 cond.append(or_(key > value, and_(key == value, R.c.id > rid)))
         order = [key.desc(), R.c.id.desc()] if desc else [key.asc(), R.c.id.asc()]
-        stmt = base.where(*cond).order_by(*order).limit(q.count + 1)
+        return base.where(*cond).order_by(*order).limit(q.count + 1)
+
+    @staticmethod
+    def _date_col(q: Query) -> Any:
+        if q.sort.lstrip("-") in ("date", "started"):
+            return _date_column(TYPE_INDEX.get(q.rtype))
+        return None
+
+    def _sort_value(self, q: Query) -> Callable[[Any], tuple[Any, str]]:
+        date_col = self._date_col(q)
 
         def sort_value(row: Any) -> tuple[Any, str]:
             if date_col is not None:
@@ -380,7 +503,7 @@ class Searcher:
                 return (v or EPOCH, row.id)
             return (row.last_updated, row.id)
 
-        return stmt, sort_value
+        return sort_value
 
     def count(self, conn: Connection, q: Query) -> int:
         if q.impossible:
@@ -394,6 +517,37 @@ class Searcher:
                 stmt.where(R.c.type == q.rtype, not_(R.c.deleted), *q.conditions())
             ).scalar_one()
         )
+
+
+def _strings(rtype: str, name: str, modifier: str, values: list[str]) -> Cond:
+    """Name alternatives (OR): exact, or a prefix as a range (value >= p AND value < p⁺).
+
+    Both backends walk ix_string_value for a range, where LIKE 'p%' reads every name.
+    Uncorrelated, like tokens: read ix_string_value, not every resource of the type.
+    """
+    kinds, bounds = [], []
+    for v in values:
+        norm = normalise_name(v)
+        if modifier == "exact" or not norm:
+            kinds.append(True)
+            bounds.append(norm)
+        else:
+            kinds.append(False)
+            bounds += [norm, _after_prefix(norm)]
+
+    def build(args: Sequence[Any]) -> ColumnElement[bool]:
+        alts, pos = [], 0
+        for exact in kinds:
+            if exact:
+                cond = STRING.c.value == args[pos]
+                pos += 1
+            else:
+                cond = and_(STRING.c.value >= args[pos], STRING.c.value < args[pos + 1])
+                pos += 2
+            alts.append(and_(STRING.c.type == rtype, STRING.c.param == name, cond))
+        return R.c.id.in_(select(STRING.c.res_id).where(or_(*alts)))
+
+    return ("string", name, tuple(kinds)), tuple(bounds), build
 
 
 def _no_nul(name: str, value: str) -> None:
