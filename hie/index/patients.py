@@ -38,6 +38,8 @@ _BY_IDENTIFIER = (
     .limit(1)
 )
 _MERGED_INTO = select(EP.c.merged_into).where(EP.c.id == bindparam("_id"))
+_PATIENT = select(EP.c.id, EP.c.merged_into).where(EP.c.id == bindparam("_id"))
+_RECORD_PATIENT = select(PR.c.patient_id).where(PR.c.record_id == bindparam("_id"))
 _RECORD = select(PR).where(PR.c.record_id == bindparam("_record"))
 _RECORDS = select(PR.c.record_id).where(PR.c.patient_id == bindparam("_patient"))
 _INSERT_EP = _Fast(insert(EP))
@@ -77,14 +79,18 @@ class PatientRegistry:
             seen.add(patient_id)
 
     def resolve(self, conn: Connection, any_id: str) -> tuple[str, str | None] | None:
-        """An exchange patient id or a hospital record id → (exchange patient, record or None)."""
+        """An exchange patient id or a hospital record id → (exchange patient, record or None).
+
+        Searches name the exchange patient nearly always, so that is looked up first, with
+        its merge pointer in the same row: one statement for an unmerged patient.
+        """
         if not FHIR_ID.fullmatch(any_id):
             return None
-        row = conn.execute(select(PR.c.patient_id).where(PR.c.record_id == any_id)).first()
-        if row:
-            return self.follow(conn, row.patient_id), any_id
-        row = conn.execute(select(EP.c.id).where(EP.c.id == any_id)).first()
-        return (self.follow(conn, row.id), None) if row else None
+        row = conn.execute(_PATIENT, {"_id": any_id}).first()
+        if row is not None:
+            return (self.follow(conn, any_id) if row.merged_into else any_id), None
+        rec = conn.execute(_RECORD_PATIENT, {"_id": any_id}).first()
+        return (self.follow(conn, rec.patient_id), any_id) if rec else None
 
     def record_of(self, conn: Connection, system: str, value: str) -> tuple[str, str] | None:
         """(exchange patient, record id) for a patient identifier, for identifier-only subjects."""
