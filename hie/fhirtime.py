@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 _DT = re.compile(
@@ -24,8 +25,19 @@ class BadDate(ValueError):
 
 
 def parse_range(value: str, tz: str = "Asia/Shanghai") -> tuple[datetime, datetime]:
-    """``value`` → (start inclusive, end exclusive), both aware UTC."""
-    m = _DT.match(value.strip()) if isinstance(value, str) else None
+    """``value`` → (start inclusive, end exclusive), both aware UTC.
+
+    Memoised: a panel's results share their effective and issued times, and ingest parses
+    each several times (index columns, search tokens), so most calls repeat a recent one.
+    """
+    if not isinstance(value, str) or not isinstance(tz, str):  # also: unhashable input
+        raise BadDate(f"{value!r} is not a FHIR date or dateTime")
+    return _parse_range(value, tz)
+
+
+@lru_cache(maxsize=8192)
+def _parse_range(value: str, tz: str) -> tuple[datetime, datetime]:
+    m = _DT.match(value.strip())
     if not m:
         raise BadDate(f"{value!r} is not a FHIR date or dateTime")
     g = m.groupdict()

@@ -142,3 +142,17 @@ def test_every_value_lies_in_its_own_range(dt: datetime, precision: str, zone: s
         delta = timedelta(hours=int(offset[1:3]), minutes=int(offset[4:6]))
         point = (dt - sign * delta).replace(tzinfo=UTC)
     assert low <= point < high, (text, low, point, high)
+
+
+@pytest.mark.parametrize("value", [["2024-01-01"], {"date": "2024"}, 20240101, None])
+def test_non_string_dates_are_bad_dates_not_crashes(value: object) -> None:
+    """parse_range is memoised; input a cache cannot hash must still be a BadDate (→ 400)."""
+    with pytest.raises(BadDate):
+        parse_range(value)  # type: ignore[arg-type]
+
+
+def test_a_repeated_date_gives_the_same_answer() -> None:
+    first = parse_range("2024-07-15T12:03:00+08:00")
+    assert parse_range("2024-07-15T12:03:00+08:00") == first
+    assert parse_range("2024-07-15T12:03:00+08:00", "UTC") == first  # the offset decides
+    assert parse_range("2024-07-15", "UTC") != parse_range("2024-07-15")  # the zone decides
