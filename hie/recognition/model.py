@@ -32,12 +32,18 @@ Basis = Literal["mutual-recognition", "own-result"]
 CoverageState = Literal["covered", "partial", "pending", "none"]
 
 
+# PriorResult, Check and Verdict are values (never changed once built) but not frozen: a
+# frozen dataclass sets each field through object.__setattr__, and building the ~70
+# candidates, ~350 checks and ~30 verdicts of one $prior-results request that way cost
+# about 1 ms of its CPU (issue 8). They keep frozen's equality and hash (unsafe_hash).
+
+
 def _require_aware(name: str, value: datetime | None) -> None:
     if value is not None and (value.tzinfo is None or value.utcoffset() is None):
         raise ValueError(f"{name} must be an aware datetime (an instant), got {value!r}")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value, not frozen: see above
 class PriorResult:
     """One candidate result from the index: an Observation, DiagnosticReport or ImagingStudy.
 
@@ -151,7 +157,7 @@ class RecognitionPolicy:
         return f"{self.province_prefix}HR"
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value, not frozen: see above
 class Check:
     """One rule the engine applied to a result, and how it came out."""
 
@@ -160,7 +166,7 @@ class Check:
     note: str = ""
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True, unsafe_hash=True)  # a value, not frozen: see above
 class Verdict:
     """Why a result can or cannot stand in for a new test, with everything a card needs.
 
