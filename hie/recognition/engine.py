@@ -106,6 +106,7 @@ class _Run:
     items: dict[tuple[str, str | None], CatalogueItem | None] = field(default_factory=dict)
     held_by: dict[str, list[LabCredential]] = field(default_factory=dict)
     checked: dict[tuple[str, str | None], _Checked] = field(default_factory=dict)
+    scopes: dict[str, set[str]] = field(default_factory=dict)  # credential scopes by item
 
     def __post_init__(self) -> None:
         for c in self.credentials:
@@ -352,9 +353,12 @@ class _Run:
             checks.append(Check("credential.not-required", True, item.code))
             return None
         day = r.effective.astimezone(self.zone).date()
-        scopes = {f"item:{code}" for code in (item.code, *item.loinc)}
-        if item.credential_scope == "item-or-discipline":
-            scopes.add(f"discipline:{item.discipline}")
+        scopes = self.scopes.get(item.code)
+        if scopes is None:
+            scopes = {f"item:{code}" for code in (item.code, *item.loinc)}
+            if item.credential_scope == "item-or-discipline":
+                scopes.add(f"discipline:{item.discipline}")
+            self.scopes[item.code] = scopes
         held = sorted(
             (
                 c

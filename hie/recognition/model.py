@@ -79,14 +79,13 @@ class PriorResult:
     modality: str | None = None
     body_site: str | None = None
     contrast: bool | None = None
+    # "Type/id", the engine's key for the result (asked ~10 times per result): made once
+    ref: str = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _require_aware("PriorResult.effective", self.effective)
         _require_aware("PriorResult.issued", self.issued)
-
-    @property
-    def ref(self) -> str:
-        return f"{self.resource_type}/{self.id}"
+        self.ref = f"{self.resource_type}/{self.id}"
 
     @property
     def version_key(self) -> tuple[int, str]:
