@@ -218,15 +218,18 @@ class _Run:
         verdict = self.verdicts.get(_key(r))
         if verdict is not None:
             return verdict.recognised
-        return not self._checked(r).failed
+        return not self._checked(r, notes=False).failed
 
-    def _checked(self, r: PriorResult) -> _Checked:
+    def _checked(self, r: PriorResult, *, notes: bool = True) -> _Checked:
+        """The checks on ``r``, made once; ``notes=False``: only whether and why it fails (the
+        passing checks' notes, e.g. a window's end as text, are left out: a panel's members
+        are asked whether they pass, and most of them never reach the answer)."""
         found = self.checked.get(_key(r))
-        if found is None:
-            found = self.checked[_key(r)] = self._check(r)
+        if found is None or (notes and not found.notes):
+            found = self.checked[_key(r)] = self._check(r, notes)
         return found
 
-    def _check(self, r: PriorResult) -> _Checked:
+    def _check(self, r: PriorResult, notes: bool = True) -> _Checked:
         checks: list[Check] = []
         failed: dict[str, tuple[str, str, str]] = {}  # reason -> (rule, detail_zh, detail_en)
 
@@ -241,7 +244,8 @@ class _Run:
         if _key(r) in self.superseded_by:
             fail("superseded", "version.superseded", self.superseded_by[_key(r)])
         if r.status in FINAL_STATUSES:
-            checks.append(Check("status.final", True, r.status))
+            if notes:
+                checks.append(Check("status.final", True, r.status))
         elif r.status not in _VOID:
             fail("not-final", "status.not-final", r.status)
 
@@ -254,30 +258,38 @@ class _Run:
         if item is None:
             fail("not-on-list", "catalogue.not-on-list", ", ".join(f"{s}|{c}" for s, c in r.codes))
         else:
-            checks.append(Check("catalogue.on-list", True, item.code))
-            if item.kind == "imaging" and item.contrast == "without" and r.contrast is None:
+            if notes:
+                checks.append(Check("catalogue.on-list", True, item.code))
+            if (
+                notes
+                and item.kind == "imaging"
+                and item.contrast == "without"
+                and r.contrast is None
+            ):
                 checks.append(Check("imaging.contrast", True, "not stated: taken as plain"))
             if item.specimens and r.specimen is not None and r.specimen not in item.specimens:
                 fail("specimen-mismatch", "catalogue.specimen", r.specimen)
-            elif item.specimens:
+            elif item.specimens and notes:
                 checks.append(Check("catalogue.specimen", True, r.specimen or "not stated"))
             if item.units and (r.value is not None or r.unit is not None):
                 if not item.accepts_unit(r.unit):
                     fail("unit-mismatch", "catalogue.unit", r.unit or "(none)")
-                else:
+                elif notes:
                     checks.append(Check("catalogue.unit", True, r.unit or "1"))
             if not own:
-                scope_rule = self._check_scope(item, producer, checks, fail)
-                credential = self._check_credential(r, item, checks, fail)
+                scope_rule = self._check_scope(item, producer, checks, fail, notes)
+                credential = self._check_credential(r, item, checks, fail, notes)
             expires_at = item.window.expires_at(r.effective, self.zone)
             if self.at >= expires_at:
                 fail("expired", "window.expired", f"{item.window.text} ended {expires_at}")
-            else:
+            elif notes:
                 checks.append(
                     Check("window.within", True, f"{item.window.text} until {expires_at}")
                 )
 
-        return _Checked(checks, failed, item, producer, own, expires_at, credential, scope_rule)
+        return _Checked(
+            checks, failed, item, producer, own, expires_at, credential, scope_rule, notes
+        )
 
     def _judge(self, r: PriorResult) -> Verdict:
         c = self._checked(r)
@@ -328,6 +340,7 @@ class _Run:
         producer: HospitalProfile | None,
         checks: list[Check],
         fail: _Fail,
+        notes: bool = True,
     ) -> str:
         if producer is None:
             fail(
@@ -341,16 +354,23 @@ class _Run:
         decision = self.policy.scope.decide(producer.level, self.requester.level, item.basic)
         note = f"{producer.level} -> {self.requester.level}"
         if decision.in_scope:
-            checks.append(Check(decision.rule, True, note))
+            if notes:
+                checks.append(Check(decision.rule, True, note))
         else:
             fail("outside-scope", decision.rule, note, decision.note_zh, decision.note_en)
         return decision.rule
 
     def _check_credential(
-        self, r: PriorResult, item: CatalogueItem, checks: list[Check], fail: _Fail
+        self,
+        r: PriorResult,
+        item: CatalogueItem,
+        checks: list[Check],
+        fail: _Fail,
+        notes: bool = True,
     ) -> LabCredential | None:
         if item.credential_scope == "none":
-            checks.append(Check("credential.not-required", True, item.code))
+            if notes:
+                checks.append(Check("credential.not-required", True, item.code))
             return None
         day = r.effective.astimezone(self.zone).date()
         scopes = self.scopes.get(item.code)
@@ -368,7 +388,8 @@ class _Run:
             key=lambda c: (not c.scope.startswith("item:"), c.scheme, c.valid_from),
         )
         if held:
-            checks.append(Check("credential.held", True, held[0].describe()))
+            if notes:
+                checks.append(Check("credential.held", True, held[0].describe()))
             return held[0]
         wanted = " / ".join(sorted(scopes))
         schemes = "/".join(item.credential_schemes)
@@ -587,6 +608,7 @@ class _Checked:
     expires_at: datetime | None
     credential: LabCredential | None
     scope_rule: str
+    notes: bool  # the passing checks are in ``checks`` too (else only the failures)
 
 
 class _Fail(Protocol):
