@@ -234,7 +234,8 @@ class _Run:
         failed: dict[str, tuple[str, str, str]] = {}  # reason -> (rule, detail_zh, detail_en)
 
         def fail(reason: str, rule: str, note: str, zh: str = "", en: str = "") -> None:
-            checks.append(Check(rule, False, note))
+            if notes:
+                checks.append(Check(rule, False, note))
             failed.setdefault(reason, (rule, zh or note, en or note))
 
         if r.status == "entered-in-error":
@@ -281,7 +282,8 @@ class _Run:
                 credential = self._check_credential(r, item, checks, fail, notes)
             expires_at = item.window.expires_at(r.effective, self.zone)
             if self.at >= expires_at:
-                fail("expired", "window.expired", f"{item.window.text} ended {expires_at}")
+                note = f"{item.window.text} ended {expires_at}" if notes else ""
+                fail("expired", "window.expired", note)
             elif notes:
                 checks.append(
                     Check("window.within", True, f"{item.window.text} until {expires_at}")
@@ -391,6 +393,9 @@ class _Run:
             if notes:
                 checks.append(Check("credential.held", True, held[0].describe()))
             return held[0]
+        if not notes:
+            fail("no-credential-at-time", "credential.missing", "")
+            return None
         wanted = " / ".join(sorted(scopes))
         schemes = "/".join(item.credential_schemes)
         fail(
@@ -608,7 +613,7 @@ class _Checked:
     expires_at: datetime | None
     credential: LabCredential | None
     scope_rule: str
-    notes: bool  # the passing checks are in ``checks`` too (else only the failures)
+    notes: bool  # ``checks`` and the failure details are filled (else only ``failed``'s keys)
 
 
 class _Fail(Protocol):
