@@ -25,6 +25,17 @@ from hie.settings import Settings
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 
+def peak_rss_mb() -> float:
+    """This process's own high-water RSS (``VmHWM``). Not ``getrusage().ru_maxrss``: Linux
+    carries that across fork and exec, so a load started from a large parent (the benchmark
+    runner after its matching step, 800 MB) would report the parent's peak as its own."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def rss_mb() -> float:
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * PAGE / 2**20
@@ -88,7 +99,7 @@ def run_load(
             report.errors.extend(stats.errors[: max(0, 5 - len(report.errors))])
     report.seconds = time.perf_counter() - started
     report.results_per_s = report.results / report.seconds if report.seconds else 0.0
-    report.rss_peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    report.rss_peak_mb = peak_rss_mb()
     if report.samples:
         report.rss_at_10pct_mb = next(r for f, r in report.samples if f >= 0.1)
         report.rss_at_100pct_mb = report.samples[-1][1]
