@@ -57,6 +57,13 @@ def _effective(res: JSON, tz: str) -> tuple[datetime | None, datetime | None]:
     return None, None
 
 
+def _clip(value: str | None, width: int) -> str | None:
+    """A type-table column's value cut to the column's width: PostgreSQL refuses a longer
+    one (SQLite would keep it), and a hospital's local code may be any length. Searches
+    match on ``search_token`` (255 characters); these columns only sort and summarise."""
+    return value[:width] if value is not None else None
+
+
 def _identifiers(res: JSON) -> list[tuple[str, str, str]]:
     return [
         ("identifier", str(i.get("system") or ""), str(i["value"]))
@@ -72,9 +79,9 @@ def _result(res: JSON, tz: str) -> Extracted:
     cats = [c for cc in res.get("category") or [] for c in _codings(cc)]
     ex.row = {
         "status": res.get("status") or "unknown",
-        "code_system": code[0][0] if code else None,
-        "code": code[0][1] if code else None,
-        "category": cats[0][1] if cats else None,
+        "code_system": _clip(code[0][0], 255) if code else None,
+        "code": _clip(code[0][1], 64) if code else None,
+        "category": _clip(cats[0][1], 64) if cats else None,
         "effective": start,
         "effective_end": end,
         "issued": _range(res.get("issued"), tz)[0],
@@ -110,9 +117,9 @@ def _imaging(res: JSON, tz: str) -> Extracted:
     ex.row = {
         "status": res.get("status") or "unknown",
         "started": started,
-        "study_uid": uid,
-        "modality": mods[0][1] if mods else None,
-        "body_site": sites[0][1] if sites else None,
+        "study_uid": _clip(uid, 128),
+        "modality": _clip(mods[0][1], 16) if mods else None,
+        "body_site": _clip(sites[0][1], 64) if sites else None,
     }
     ex.date = started
     ex.tokens = [("modality", s, c) for s, c in mods] + [("bodysite", s, c) for s, c in sites]

@@ -117,8 +117,8 @@ def test_a_value_the_database_refuses_costs_only_its_unit(
 ) -> None:
     hospital, raw = lines
     bad = orjson.loads(raw[2])
-    # a code longer than the index column: PostgreSQL refuses it, SQLite stores it
-    _observation(bad)["code"]["coding"].insert(0, {"system": "urn:local", "code": "X" * 100})
+    # a source identifier longer than its column: PostgreSQL refuses it, SQLite stores it
+    _observation(bad)["identifier"][0]["value"] = "X" * 600
     units = [_unit(raw[1], "a", hospital), _unit(bad, "b", hospital), _unit(raw[4], "c", hospital)]
     result = exchange.ingestor.ingest(Batch(hospital, "bulk-ndjson", units, [], None))
     statuses = [i.status for i in result.items]
@@ -177,3 +177,20 @@ def test_a_batch_and_the_same_units_one_by_one_store_the_same(
         other.store.engine.dispose()
     assert stored == alone
     assert tokens == alone_tokens
+
+
+def test_a_long_local_code_is_stored_and_found_on_every_backend(
+    exchange: Exchange, lines: tuple[str, list[bytes]]
+) -> None:
+    """A hospital's local code may be longer than the type table's ``code`` column (64):
+    the column keeps its first 64 characters, the search token the code (up to 255)."""
+    hospital, raw = lines
+    doc = orjson.loads(raw[2])
+    long_code = "LOCAL-" + "7" * 94
+    _observation(doc)["code"]["coding"].insert(0, {"system": "urn:local", "code": long_code})
+    result = exchange.ingestor.ingest(
+        Batch(hospital, "bulk-ndjson", [_unit(doc, "long", hospital)], [], None)
+    )
+    assert [i.status for i in result.items] == ["created"]
+    assert _rows(exchange, OBS, OBS.c.code == long_code[:64]) == 1
+    assert _rows(exchange, TOKEN, TOKEN.c.param == "code", TOKEN.c.code == long_code) == 1
