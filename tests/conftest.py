@@ -14,12 +14,13 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import uvicorn
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from hie import migrate
 from hie.api.app import create_app
@@ -103,6 +104,26 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return _sqlite_url(tmp_path)
     return _pg_url()
+
+
+@contextmanager
+def scratch_postgres(database_url: str, suffix: str, *, pool_size: int = 1) -> Iterator[Engine]:
+    """An engine on a new, empty PostgreSQL database beside the test's own (``<name>_<suffix>``),
+    dropped afterwards: for tests that build a schema step by step (migrations, partitions)."""
+    base, _, name = database_url.rpartition("/")
+    fresh = f"{name}_{suffix}"
+    admin = create_engine(f"{base}/postgres").execution_options(isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)'))
+        conn.execute(text(f'CREATE DATABASE "{fresh}"'))
+    engine = create_engine(f"{base}/{fresh}", pool_size=pool_size)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)'))
+        admin.dispose()
 
 
 @pytest.fixture

@@ -43,7 +43,6 @@ class CommitQueue:
         self.ingest = ingest
         self.adapter = adapter
         self.max_units = max_units
-        self.batch_sizes: list[int] = []  # the last batches' sizes, for tests and ops
         self._jobs: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
@@ -94,7 +93,6 @@ class CommitQueue:
         for job in jobs:
             by_hospital.setdefault(job.hospital, []).append(job)
         for hospital, group in by_hospital.items():
-            self.batch_sizes = [*self.batch_sizes[-99:], len(group)]
             try:
                 outcome = self.ingest(Batch(hospital, self.adapter, units=[j.unit for j in group]))
                 items = list(outcome.items)

@@ -15,6 +15,7 @@ from sqlmodel import SQLModel
 import hie.index.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from hie import migrate
 from hie.index.store import create_engine
+from tests.conftest import scratch_postgres
 
 
 def test_upgrade_from_first_release_keeps_data(tmp_path: Path) -> None:
@@ -41,14 +42,7 @@ def test_partitioning_upgrade_keeps_data_on_postgres(database_url: str) -> None:
     """0003 → 0004 on a PostgreSQL index with rows: tables become partitioned, rows stay."""
     if database_url.startswith("sqlite"):
         pytest.skip("0004 changes nothing on SQLite (covered by the upgrade above)")
-    base, _, name = database_url.rpartition("/")
-    fresh = f"{name}_0003"
-    admin = create_engine(f"{base}/postgres").execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{fresh}"'))
-    engine = create_engine(f"{base}/{fresh}", pool_size=1)
-    try:
+    with scratch_postgres(database_url, "0003") as engine:
         migrate.upgrade(engine, "0003")
         with engine.begin() as conn:
             conn.execute(
@@ -114,11 +108,6 @@ def test_partitioning_upgrade_keeps_data_on_postgres(database_url: str) -> None:
             assert indexes == {"resource_version_pkey", "audit_event_pkey", "ix_audit_patient"}
         migrate.upgrade(engine)  # a second upgrade is a no-op
         assert migrate.current(engine) == migrate.head()
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def test_the_migrations_build_what_tables_py_declares(database_url: str) -> None:

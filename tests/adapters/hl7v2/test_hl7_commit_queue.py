@@ -12,18 +12,7 @@ from hl7.client import MLLPClient
 from adapters.base import Batch, Unit
 from adapters.hl7v2.commit_queue import CommitQueue
 from adapters.hl7v2.mllp import MllpConfig, MllpListener, run_in_thread
-from tests.adapters.hl7v2.test_hl7_mllp import NOW, ack_of, field_of, oru
-
-
-@dataclass
-class Item:
-    ok: bool
-    issues: list[object] = field(default_factory=list)
-
-
-@dataclass
-class Outcome:
-    items: list[Item]
+from tests.adapters.hl7v2.test_hl7_mllp import NOW, Item, Outcome, ack_of, field_of, oru
 
 
 @dataclass

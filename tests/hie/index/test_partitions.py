@@ -22,7 +22,7 @@ from hie.index.partitions import default_name, ensure_partitions, list_partition
 from hie.index.store import RV, Store, create_engine
 from hie.services import build_exchange
 from hie.settings import Settings
-from tests.conftest import SECRET
+from tests.conftest import SECRET, scratch_postgres
 from tests.hie.api.api_builders import observation
 from tests.hie.index.test_index_query_plans import _plan, _record, _seed
 
@@ -33,21 +33,9 @@ TODAY = date(2026, 11, 25)
 def pg(database_url: str) -> Iterator[Engine]:
     if database_url.startswith("sqlite"):
         pytest.skip("PostgreSQL only: SQLite has no partitioning")
-    base, _, name = database_url.rpartition("/")
-    fresh = f"{name}_parts"
-    admin = create_engine(f"{base}/postgres").execution_options(isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)'))
-        conn.execute(text(f'CREATE DATABASE "{fresh}"'))
-    engine = create_engine(f"{base}/{fresh}", pool_size=2)
-    migrate.upgrade(engine)
-    try:
+    with scratch_postgres(database_url, "parts", pool_size=2) as engine:
+        migrate.upgrade(engine)
         yield engine
-    finally:
-        engine.dispose()
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{fresh}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def _put(store: Store, rid: str, when: datetime, prev_version: int = 0) -> None:
