@@ -6,7 +6,7 @@ Not a product path and never used to measure ingest: it exists so the lookup ben
 run against 10 million results without first spending hours in the real ingest. The rows are
 the ones ``Store.put`` and the patient registry would write for the same city: the stored
 JSON (id, meta, references rewritten to ``Patient/{record}`` and ``Observation/{id}``), its
-version row, the type index row and the search tokens from ``hie.index.extract`` (the very
+superseded versions, the type index row and the search tokens from ``hie.index.extract`` (the very
 function the store uses), the patient record, identifiers and exchange patient, and the
 exchange patient's master Patient. Differences: ids are ordered hex strings (so inserts are
 appends), patient matching tables (traits, blocks) are not filled, and the load runs as raw
@@ -141,7 +141,14 @@ class Rows:
 
     def tables(self) -> Iterator[tuple[str, list[JSON]]]:
         merged: dict[str, list[JSON]] = {t: list(v) for t, v in self.other.items()}
-        merged["resource_version"] = self.versions
+        # history holds only superseded versions; the current one is the resource row
+        newest: dict[tuple[str, str], int] = {}
+        for v in self.versions:
+            key = (v["type"], v["id"])
+            newest[key] = max(newest.get(key, 0), v["version_id"])
+        merged["resource_version"] = [
+            v for v in self.versions if v["version_id"] < newest[(v["type"], v["id"])]
+        ]
         for rows in self.current.values():
             for table, values in rows.items():
                 merged[table].extend(values)

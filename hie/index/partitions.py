@@ -13,9 +13,10 @@ attached, all in one transaction. After the call DEFAULT holds no dated row.
 
 Which tables and why (docs/scaling.md, "Partitioning"):
 
-- ``resource_version`` by ``last_updated``: every version of every resource, a full body each,
-  the largest table and written only by INSERT. History reads name (type, id) without a time,
-  so they probe each partition's primary key; they are rare next to searches.
+- ``resource_version`` by ``last_updated``: every superseded version of every resource, a full
+  body each (the current one is in ``resource``), written only by INSERT. History reads name
+  (type, id) without a time, so they probe each partition's primary key; they are rare next to
+  searches.
 - ``audit_event`` by ``recorded``: append-only, grows with every read; old months can be
   detached and archived whole (``ALTER TABLE ... DETACH PARTITION``) instead of DELETEd.
 

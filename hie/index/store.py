@@ -1,7 +1,8 @@
 """The store: the only code that opens database connections and writes index rows.
 
-Writes go through :meth:`Store.put`, which keeps ``resource``, ``resource_version`` and the
-search rows in step inside the caller's transaction. Reads return stored JSON bytes; nothing
+Writes go through :meth:`Store.put`, which keeps ``resource`` (the current version),
+``resource_version`` (the superseded ones) and the search rows in step inside the caller's
+transaction. Reads return stored JSON bytes; nothing
 here builds pydantic models.
 """
 
@@ -379,20 +380,22 @@ class Store:
                 stmt(conn, rows)
 
         if prev:
+            # The version being replaced moves to history; the current one lives only in
+            # ``resource`` (one copy of each version: history used to hold the current too).
+            _INSERT_RV(
+                conn,
+                {
+                    "type": rtype,
+                    "id": rid,
+                    "version_id": prev.version_id,
+                    "last_updated": prev.last_updated,
+                    "deleted": prev.deleted,
+                    "body": prev.body,
+                },
+            )
             _UPDATE_R(conn, {"_type": rtype, "_id": rid, **values})
         else:
             send(_INSERT_R, {"type": rtype, "id": rid, **values})
-        send(
-            _INSERT_RV,
-            {
-                "type": rtype,
-                "id": rid,
-                "version_id": version,
-                "last_updated": now,
-                "deleted": False,
-                "body": body,
-            },
-        )
         self._reindex(conn, body_json, rid, prev is not None, now, hospital_id, patient_id, send)
         return version, body
 
@@ -485,6 +488,9 @@ class Store:
 
     def version(self, rtype: str, rid: str, vid: int) -> tuple[bytes, datetime, bool] | None:
         with self.read() as conn:
+            cur = self.current(conn, rtype, rid)
+            if cur is not None and cur.version_id == vid:
+                return cur.body, cur.last_updated, cur.deleted
             row = conn.execute(
                 select(RV.c.body, RV.c.last_updated, RV.c.deleted).where(
                     and_(RV.c.type == rtype, RV.c.id == rid, RV.c.version_id == vid)
@@ -494,13 +500,7 @@ class Store:
 
     def history(self, rtype: str, rid: str, limit: int) -> list[tuple[int, datetime, bytes]]:
         with self.read() as conn:
-            rows = conn.execute(
-                select(RV.c.version_id, RV.c.last_updated, RV.c.body)
-                .where(RV.c.type == rtype, RV.c.id == rid)
-                .order_by(RV.c.version_id.desc())
-                .limit(limit)
-            ).all()
-        return [(r.version_id, r.last_updated, r.body) for r in rows]
+            return self.history_in(conn, rtype, rid, limit)[:limit]
 
     def set_patient(self, conn: Connection, rtype: str, rid: str, patient_id: str) -> None:
         """Point one resource's index rows at an exchange patient."""
@@ -511,12 +511,21 @@ class Store:
             _PATIENT_INDEX[rtype](conn, {"_id": rid, "_patient": patient_id})
 
     def history_in(
-        self, conn: Connection, rtype: str, rid: str
+        self, conn: Connection, rtype: str, rid: str, limit: int | None = None
     ) -> list[tuple[int, datetime, bytes]]:
-        """Every version of a resource, newest first, inside the caller's transaction."""
-        rows = conn.execute(
+        """Every version of a resource, newest first, inside the caller's transaction: the
+        current one from ``resource``, the superseded ones from ``resource_version``."""
+        cur = self.current(conn, rtype, rid)
+        if cur is None:
+            return []
+        stmt = (
             select(RV.c.version_id, RV.c.last_updated, RV.c.body)
-            .where(RV.c.type == rtype, RV.c.id == rid)
+            .where(RV.c.type == rtype, RV.c.id == rid, RV.c.version_id < cur.version_id)
             .order_by(RV.c.version_id.desc())
-        ).all()
-        return [(r.version_id, r.last_updated, r.body) for r in rows]
+        )
+        if limit is not None:
+            stmt = stmt.limit(max(limit - 1, 0))
+        rows = conn.execute(stmt).all()
+        return [(cur.version_id, cur.last_updated, cur.body)] + [
+            (r.version_id, r.last_updated, r.body) for r in rows
+        ]

@@ -5,7 +5,8 @@ partitioned and, past one PostgreSQL, sharded by patient. Times are stored as na
 
 - ``resource`` holds the current version of every resource as the JSON bytes served to
   clients (id and meta included), so reads and searches need no re-serialisation.
-- ``resource_version`` holds every version, the current one included (``_history``).
+- ``resource_version`` holds the superseded versions (``_history`` adds the current one from
+  ``resource``): each version is stored once (migration 0006).
 - ``*_index`` tables hold the single-valued search columns of each result type;
   ``search_token`` the multi-valued token parameters (code, category, identifier, modality,
   body site...), denormalised with patient and date so the main lookups are one index range.

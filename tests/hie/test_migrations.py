@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
+from datetime import datetime
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlmodel import SQLModel
 
 import hie.index.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from hie import migrate
-from hie.index.store import create_engine
+from hie.index.store import Store, create_engine
 from tests.conftest import scratch_postgres
 
 
@@ -161,10 +164,108 @@ def test_a_current_schema_is_recognised_without_alembic(tmp_path: Path) -> None:
         assert migrate.is_current(conn)
     engine.dispose()
     probe = (
-        "import sys; from hie import migrate; from hie.index.store import create_engine; "
+        "import sys; from hie import migrate; from hie.index.store import Store, create_engine; "
         f"migrate.upgrade(create_engine({url!r})); print('alembic' in sys.modules)"
     )
     done = subprocess.run(
         [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
     )
     assert done.stdout.strip() == "False"
+
+
+def _superseded_only_upgrade(engine: Engine) -> None:
+    migrate.upgrade(engine, "0005")
+    v1, v2 = datetime(2026, 11, 3, 10), datetime(2026, 11, 4, 10)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO resource (type, id, version_id, last_updated, hospital_id, "
+                "source_id, patient_id, record_id, deleted, content_hash, body) VALUES "
+                "('Observation', 'o1', 2, :at, 'szph', 's1', 'p1', 'r1', :no, 'h', :body)"
+            ),
+            {"at": v2, "no": False, "body": b"v2"},
+        )
+        conn.execute(
+            text("INSERT INTO resource_version VALUES ('Observation', 'o1', :v, :at, :no, :body)"),
+            [
+                {"v": 1, "at": v1, "no": False, "body": b"v1"},
+                {"v": 2, "at": v2, "no": False, "body": b"v2"},
+            ],
+        )
+    migrate.upgrade(engine)
+    with engine.connect() as conn:
+        kept = conn.execute(text("SELECT version_id, body FROM resource_version")).all()
+    assert [tuple(r) for r in kept] == [(1, b"v1")]  # v2 is the current one, in resource
+    history = Store(engine).history("Observation", "o1", 10)
+    assert [(v, body) for v, _, body in history] == [(2, b"v2"), (1, b"v1")]
+    assert Store(engine).history("Observation", "o1", 1) == history[:1]
+    with engine.begin() as conn:
+        cfg = migrate.alembic_config()
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, "0005")
+    with engine.connect() as conn:
+        back = conn.execute(text("SELECT version_id FROM resource_version ORDER BY 1")).all()
+    assert [v for (v,) in back] == [1, 2]
+
+
+def test_history_keeps_only_superseded_versions_after_0006(
+    database_url: str, tmp_path: Path
+) -> None:
+    """0006 drops history rows that copy the current version; history still reads them all."""
+    if database_url.startswith("sqlite"):
+        engine = create_engine(f"sqlite:///{tmp_path / 'v.db'}")
+        try:
+            _superseded_only_upgrade(engine)
+        finally:
+            engine.dispose()
+        return
+    with scratch_postgres(database_url, "0006") as engine:
+        _superseded_only_upgrade(engine)
+
+
+def test_status_token_rows_are_deleted_and_restored(database_url: str, tmp_path: Path) -> None:
+    """0007: status is searched on the type tables; its search_token rows go, other tokens
+    stay, and the downgrade writes them again from the type tables."""
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    before = ScriptDirectory.from_config(migrate.alembic_config()).get_revision("0007")
+    assert before is not None and isinstance(before.down_revision, str)
+    with contextlib.ExitStack() as stack:
+        if database_url.startswith("sqlite"):
+            engine = create_engine(f"sqlite:///{tmp_path / 'status.db'}")
+            stack.callback(engine.dispose)
+        else:
+            engine = stack.enter_context(scratch_postgres(database_url, "status"))
+        migrate.upgrade(engine, before.down_revision)
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "INSERT INTO observation_index (id, patient_id, status, effective, "
+                    "last_updated) VALUES ('o1', 'p1', 'final', '2026-11-20 00:00', "
+                    "'2026-11-20 00:00')"
+                )
+            )
+            for param, system, code in (("status", "", "final"), ("code", "http://loinc.org", "1")):
+                conn.execute(
+                    text(
+                        "INSERT INTO search_token (type, res_id, param, system, code, patient_id,"
+                        " date) VALUES ('Observation', 'o1', :p, :s, :c, 'p1', '2026-11-20 00:00')"
+                    ),
+                    {"p": param, "s": system, "c": code},
+                )
+        tokens = "SELECT param, system, code, patient_id FROM search_token ORDER BY param"
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(text(tokens))] == [
+                ("code", "http://loinc.org", "1", "p1")
+            ]
+        with engine.begin() as conn:
+            cfg = migrate.alembic_config()
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, before.down_revision)
+        with engine.connect() as conn:
+            assert [tuple(r) for r in conn.execute(text(tokens))] == [
+                ("code", "http://loinc.org", "1", "p1"),
+                ("status", "", "final", "p1"),
+            ]

@@ -106,6 +106,7 @@ def test_rows_land_in_their_month(pg: Engine) -> None:
     store = Store(pg)
     _put(store, "o1", datetime(2026, 11, 3, 10, tzinfo=UTC))
     _put(store, "o1", datetime(2026, 12, 31, 23, 59, tzinfo=UTC), prev_version=1)
+    _put(store, "o1", datetime(2027, 1, 2, tzinfo=UTC), prev_version=2)  # v2 goes to history
     _audit(pg, datetime(2027, 1, 1, 0, 30, tzinfo=UTC))
     # 2027-01-01 00:30 in Shanghai is still 2026-12-31 in UTC: bounds are UTC months
     _audit(pg, datetime.fromisoformat("2027-01-01T00:30:00+08:00"))
@@ -117,8 +118,9 @@ def test_rows_land_in_their_month(pg: Engine) -> None:
         "audit_event_p202701",
         "audit_event_p202612",
     ]
-    # the store reads every version back, newest first, across partitions
-    assert [v for v, _, _ in store.history("Observation", "o1", 10)] == [2, 1]
+    # the store reads every version back, newest first, across partitions (and v3 from
+    # ``resource``: history holds only the superseded versions)
+    assert [v for v, _, _ in store.history("Observation", "o1", 10)] == [3, 2, 1]
     found = store.version("Observation", "o1", 1)
     assert found is not None and found[1] == datetime(2026, 11, 3, 10, tzinfo=UTC)
 
@@ -126,6 +128,7 @@ def test_rows_land_in_their_month(pg: Engine) -> None:
 def test_a_row_outside_the_made_range_goes_to_default_then_to_its_month(pg: Engine) -> None:
     store = Store(pg)
     _put(store, "old", datetime(2015, 6, 9, 8, tzinfo=UTC))
+    _put(store, "old", datetime(2015, 6, 10, tzinfo=UTC), prev_version=1)  # v1 to history
     _audit(pg, datetime(2015, 6, 9, 8, tzinfo=UTC))
     _audit(pg, datetime(2015, 7, 1, 1, tzinfo=UTC))
     assert _where(pg, "resource_version") == [("old/1", "resource_version_default")]
@@ -154,8 +157,8 @@ def test_a_row_outside_the_made_range_goes_to_default_then_to_its_month(pg: Engi
     assert any("(patient_id, recorded)" in i for i in indexes), indexes
     assert any("UNIQUE" in i and "(id, recorded)" in i for i in indexes), indexes
     # the moved version still reads back and can be followed by a new one
-    _put(store, "old", datetime(2026, 11, 20, tzinfo=UTC), prev_version=1)
-    assert [v for v, _, _ in store.history("Observation", "old", 10)] == [2, 1]
+    _put(store, "old", datetime(2026, 11, 20, tzinfo=UTC), prev_version=2)
+    assert [v for v, _, _ in store.history("Observation", "old", 10)] == [3, 2, 1]
 
 
 def test_ensure_partitions_is_idempotent(pg: Engine) -> None:
