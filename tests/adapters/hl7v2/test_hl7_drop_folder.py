@@ -225,15 +225,15 @@ def test_demo_fixtures_through_the_real_ingest(exchange: Exchange, tmp_path: Pat
         assert [r.hospital_id for r in cbc] == ["pkuszh", "szph"]  # his CBC from two hospitals
         smith = reg.by_identifier(conn, naming.passport("USA"), "561234987")
         assert smith and smith != patient_id
-        versions = conn.execute(
+        versions = conn.execute(  # the current version in resource, the superseded in history
             text(
-                "SELECT v.version_id FROM resource r JOIN resource_version v "
-                "ON v.type = r.type AND v.id = r.id WHERE r.type = 'Observation' "
-                "AND r.source_id = :s ORDER BY v.version_id"
+                "SELECT r.version_id AS current, v.version_id AS old FROM resource r "
+                "JOIN resource_version v ON v.type = r.type AND v.id = r.id "
+                "WHERE r.type = 'Observation' AND r.source_id = :s"
             ),
             {"s": naming.result_id("pkuszh") + "|PKR1118002.300101"},
         ).all()
-        assert [v.version_id for v in versions] == [1, 2]
+        assert [(v.current, v.old) for v in versions] == [(2, 1)]
         dead = conn.execute(text("SELECT key, reason FROM dead_letter")).all()
         assert [d.key for d in dead] == ["szph-20261116-batch.hl7#3 MSH-10 SZ20261116000203"]
 
@@ -294,7 +294,7 @@ def test_kill_mid_run_then_restart_holds_each_result_once(sqlite_url: str, tmp_p
     assert (
         _count(
             db,
-            "SELECT count(*) FROM resource_version WHERE version_id > 1 AND type = 'Observation'",
+            "SELECT count(*) FROM resource WHERE version_id > 1 AND type = 'Observation'",
         )
         == 0
     )
