@@ -25,6 +25,7 @@ from sqlalchemy import (
     not_,
     or_,
     select,
+    true,
 )
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.functions import FunctionElement
@@ -46,6 +47,9 @@ class Param:
     kind: str  # token | date | reference | string
     doc: str
     column: str | None = None  # date: column of the type index; token: search_token param
+    # a token served from the type index's column of that name, not from search_token: a
+    # single-valued code without a system (status) needs no row per resource there
+    row: bool = False
 
 
 _RESULT_PARAMS = [
@@ -54,7 +58,7 @@ _RESULT_PARAMS = [
     Param("code", "token", "The test: LOINC or the hospital's local code", "code"),
     Param("category", "token", "laboratory, imaging, ...", "category"),
     Param("date", "date", "When the result applies (effective[x])", "effective"),
-    Param("status", "token", "final, preliminary, amended, corrected, cancelled", "status"),
+    Param("status", "token", "final, preliminary, amended, corrected, cancelled", "status", True),
     Param("identifier", "token", "The hospital's own identifier of the result", "identifier"),
 ]
 PARAMS: dict[str, list[Param]] = {
@@ -67,7 +71,7 @@ PARAMS: dict[str, list[Param]] = {
         Param("bodysite", "token", "Body site examined (SNOMED CT)", "bodysite"),
         Param("started", "date", "When the study started", "started"),
         Param("identifier", "token", "StudyInstanceUID (urn:dicom:uid) or accession", "identifier"),
-        Param("status", "token", "available, cancelled, ...", "status"),
+        Param("status", "token", "available, cancelled, ...", "status", True),
     ],
     "Patient": [
         Param("identifier", "token", "National ID, passport, any hospital's MRN", "identifier"),
@@ -253,6 +257,39 @@ def _token_cond(rtype: str, param: str, values: list[str], patient_ids: list[str
     return _token_build(rtype, param, kinds, args, patient_ids)
 
 
+def _row_tokens(column: Any, values: list[str]) -> Cond:
+    """Token values (OR) matched against a type-index column holding a code without a system.
+
+    ``code`` and ``|code`` match the column; ``system|code`` or ``system|`` with a system
+    match nothing (no system is stored), ``|`` matches every row: as the ``search_token``
+    rows with an empty system these replace did (migration 0007).
+    """
+    kinds: list[tuple[bool, bool]] = []  # per value: has a code, can match (no/empty system)
+    codes: list[str] = []
+    for raw in values:
+        system, code = _token(raw)
+        kinds.append((code is not None, not system))
+        if code is not None:
+            codes.append(code)
+    shape = tuple(kinds)
+
+    def build(args: Sequence[Any]) -> ColumnElement[bool]:
+        alts: list[ColumnElement[bool]] = []
+        pos = 0
+        for has_code, possible in shape:
+            if has_code:
+                if possible:
+                    alts.append(column == args[pos])
+                pos += 1
+            elif possible:
+                alts.append(true())
+        if not alts:
+            return false()
+        return or_(*alts) if len(alts) > 1 else alts[0]
+
+    return ("row-token", column.table.name, column.name, shape), tuple(codes), build
+
+
 def _date_shape(raw: str, tz: str, name: str) -> tuple[str, tuple[Any, ...]]:
     """A date search value → its prefix and the bounds the condition compares with."""
     prefix = raw[:2] if raw[:2] in PREFIXES else "eq"
@@ -430,7 +467,10 @@ class Searcher:
             self._restrict_patients(q, self._patients(conn, values))
         elif param.kind == "token":
             assert param.column
-            q.tokens.append((param.column, values))
+            if param.row and index is not None and param.column in index.c:
+                q.where.append(_row_tokens(index.c[param.column], values))
+            else:
+                q.tokens.append((param.column, values))
         elif param.kind == "date":
             col = index.c[param.column] if index is not None else None
             if col is None:

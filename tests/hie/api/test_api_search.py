@@ -277,6 +277,35 @@ def test_observation_by_category_and_status(world: World) -> None:
     assert w.find("Observation", patient=a, status="final,preliminary") == A_OBS
 
 
+def test_status_forms_on_every_result_type(world: World) -> None:
+    """status is read from the type tables (no search_token rows): each token form keeps
+    what it meant when it had token rows with an empty system."""
+    w = world
+    a = w.id("A")
+    assert w.find("Observation", status="|preliminary") == {"g3"}  # |code: no system
+    assert w.find("Observation", status=f"{naming.LOINC}|preliminary") == set()
+    assert w.find("Observation", status="http://other.example|") == set()
+    assert w.find("Observation", patient=a, status="|") == A_OBS  # no system, any code
+    assert w.find("Observation", patient=a, status="amended,|preliminary") == {"g3"}
+    assert w.find("Observation", patient=a, **{"status:exact": "preliminary"}) == {"g3"}
+    assert w.find("Observation", status="preliminary", code=LOINC_GLU, date="ge2026-11-22") == {
+        "g3"
+    }
+    repeated = [("patient", a), ("status", "final,preliminary"), ("status", "preliminary")]
+    assert w.labels(w.client.get("/Observation", params=repeated)) == ["g3"]  # repeated: AND
+    count = w.client.get(
+        "/Observation", params={"patient": a, "status": "final", "_summary": "count"}
+    )
+    assert count.json()["total"] == len(A_OBS) - 1
+    assert w.find("DiagnosticReport", status="final") == {"dr"}
+    assert w.find("DiagnosticReport", patient=a, status="preliminary,cancelled") == set()
+    assert w.find("ImagingStudy", status="available") == {"isA", "isB"}
+    assert w.find("ImagingStudy", patient=w.id("B"), status="|available") == {"isB"}
+    assert w.find("ImagingStudy", status="cancelled") == set()
+    not_final = w.client.get("/Observation", params={"status:not": "final"}, headers=STRICT)
+    assert expressions(assert_outcome(not_final, 400)) == ["status:not"]  # as before: no :not
+
+
 @pytest.mark.parametrize(
     ("dates", "expected"),
     [
