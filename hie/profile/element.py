@@ -158,6 +158,73 @@ class Element:
                     )
                 )
 
+    # -- the fast path -------------------------------------------------------------------
+    # Most resources on the ingest path are valid, and the walk above spends much of its
+    # time naming every instance it visits (``Observation.category[0].coding[1]``) for issues
+    # that never come. ``passes`` walks the same tree without naming anything and answers
+    # only "would the walk above report nothing at all?" (warnings included). It is
+    # conservative: at any doubt it answers False and the caller runs the full walk, which
+    # alone writes issues, so what a caller gets back is the same either way.
+
+    def passes(self, parent: dict[str, Any], probe: Run) -> bool:
+        """True only if ``visit(parent, ...)`` would report no issue."""
+        if self.choice:
+            stem, cut = self.key, len(self.key)
+            instances: list[Any] = []
+            for key, value in parent.items():
+                if len(key) > cut and key.startswith(stem) and key[cut].isupper():
+                    if self.types is not None and key[cut:] not in self.types:
+                        return False
+                    if isinstance(value, list):
+                        instances.extend(v for v in value if v is not None)
+                    else:
+                        instances.append(value)
+        else:
+            value = parent.get(self.key)
+            if value is None:
+                instances = []
+            elif isinstance(value, list):
+                if self.leaf:  # the full walk counts a leaf's list as it is, nulls included
+                    count = len(value)
+                    return self.min <= count and (self.max is None or count <= self.max)
+                instances = [v for v in value if v is not None]
+            else:
+                instances = [value]
+        count = len(instances)
+        if count < self.min or (self.max is not None and count > self.max):
+            return False
+        return self.leaf or self.passes_all(instances, probe)
+
+    def passes_all(self, instances: list[Any], probe: Run) -> bool:
+        """True only if ``process`` over these instances would report no issue."""
+        checks, children = self.checks, self.children
+        for value in instances:
+            for check in checks:
+                check(value, "", probe)
+                if probe.issues:
+                    return False
+            if children:
+                if type(value) is not dict:
+                    return False
+                for child in children:
+                    if not child.passes(value, probe):
+                        return False
+        if not self.slices or (not instances and self.min > 0):
+            return True
+        for piece in self.slices:
+            match = piece.match
+            assert match is not None
+            matched = [v for v in instances if match(v)]
+            count = len(matched)
+            if count < piece.min or (piece.max is not None and count > piece.max):
+                return False
+            if not piece.passes_all(matched, probe):
+                return False
+        if self.closed:  # every instance must fall in some slice
+            matches = [piece.match for piece in self.slices if piece.match is not None]
+            return all(any(match(v) for match in matches) for v in instances)
+        return True
+
 
 def _collect(value: Any, expr: str, into: list[tuple[Any, str]]) -> None:
     if isinstance(value, list):

@@ -79,8 +79,10 @@ class Profiles:
         issues = wellformed.check(resource, rtype)
         if rtype not in self._definitions:
             return issues
-        run = Run(resource)
         root = self._profile(rtype, frozenset(waive)).root
+        if root.passes_all([resource], Run(resource)):
+            return issues  # the common case, walked without naming every element
+        run = Run(resource)
         root.process([(resource, rtype)], rtype, run)
         return issues + run.issues
 
