@@ -20,8 +20,8 @@ the catalogue and scope CodeSystems, and hie's choices documented in ``docs/reco
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
-from datetime import datetime, tzinfo
+from dataclasses import dataclass, field
+from datetime import date, datetime, tzinfo
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
@@ -46,6 +46,7 @@ from hie.recognition.model import (
     RequestedItem,
     Verdict,
 )
+from hie.recognition.window import ValidityWindow
 
 
 def evaluate(
@@ -86,6 +87,10 @@ def evaluate(
     return run.assess(list(results), list(requested_codes), list(pending_orders))
 
 
+# A credential with the key the best one is picked by (see _Run.held_by).
+_Held = tuple[tuple[bool, str, date, int], LabCredential]
+
+
 @dataclass
 class _Run:
     catalogue: Catalogue
@@ -100,17 +105,23 @@ class _Run:
     literal: set[Code] = field(default_factory=set)  # requested codes not on the list
     superseded_by: dict[tuple[str, str | None], str] = field(default_factory=dict)
     latest: dict[str, PriorResult] = field(default_factory=dict)  # ref -> newest version
-    verdicts: dict[tuple[str, str | None], Verdict] = field(default_factory=dict)
     # A result's catalogue item, and each hospital's credentials: asked for many times per
     # result (relates, judge, covers, order), so looked up once (issue 8 profile).
     items: dict[tuple[str, str | None], CatalogueItem | None] = field(default_factory=dict)
-    held_by: dict[str, list[LabCredential]] = field(default_factory=dict)
+    # (hospital, scope) -> [(preference, credential)], preference = the order the best one is
+    # picked in: item scopes before a discipline's, then scheme, start, configuration order.
+    held_by: dict[tuple[str, str], list[_Held]] = field(default_factory=dict)
     checked: dict[tuple[str, str | None], _Checked] = field(default_factory=dict)
     scopes: dict[str, set[str]] = field(default_factory=dict)  # credential scopes by item
+    # A panel's results share their time and many items share a window: each end is worked
+    # out once per request (was ~80 calendar computations a request, issue 8).
+    expiries: dict[tuple[ValidityWindow, datetime], datetime] = field(default_factory=dict)
+    windows: dict[ValidityWindow, tuple[str, str]] = field(default_factory=dict)  # (zh, en)
 
     def __post_init__(self) -> None:
-        for c in self.credentials:
-            self.held_by.setdefault(c.hospital_id, []).append(c)
+        for n, c in enumerate(self.credentials):
+            preference = (not c.scope.startswith("item:"), c.scheme, c.valid_from, n)
+            self.held_by.setdefault((c.hospital_id, c.scope), []).append((preference, c))
 
     def _item(self, r: PriorResult) -> CatalogueItem | None:
         key = _key(r)
@@ -139,9 +150,11 @@ class _Run:
             relates = self._relates(r)
             if not relates:
                 continue
-            verdict = self._verdict(r)
-            covers, missing = self._covers(r, verdict, relates)
-            verdict = _replace(verdict, covers=covers, relates_to=tuple(relates), missing=missing)
+            # What it covers needs only whether it passes; the verdict is then built once with
+            # it (a dataclasses.replace per answered result cost ~50 µs a request, issue 8).
+            recognised = not self._checked(r).failed
+            covers, missing = self._covers(r, recognised, relates)
+            verdict = self._judge(r, covers=covers, relates_to=tuple(relates), missing=missing)
             assessed.append(AssessedResult(r, verdict))
         assessed.sort(key=self._order)
         pending = self._pending(visible, orders)
@@ -206,19 +219,11 @@ class _Run:
 
     # -- one result --------------------------------------------------------------------------
 
-    def _verdict(self, r: PriorResult) -> Verdict:
-        cached = self.verdicts.get(_key(r))
-        if cached is None:
-            cached = self.verdicts[_key(r)] = self._judge(r)
-        return cached
-
     def _recognised(self, r: PriorResult) -> bool:
-        """Whether the result passes every check, without composing its verdict's texts: a
-        panel's members are asked this, and most of them never appear in the answer."""
-        verdict = self.verdicts.get(_key(r))
-        if verdict is not None:
-            return verdict.recognised
-        return not self._checked(r, notes=False).failed
+        """Whether the result passes every check. A panel's members are asked this and most
+        never appear in the answer: those are checked without the notes; a member that will be
+        answered itself (it relates to a requested item) is checked in full once, now."""
+        return not self._checked(r, notes=bool(self._relates(r))).failed
 
     def _checked(self, r: PriorResult, *, notes: bool = True) -> _Checked:
         """The checks on ``r``, made once; ``notes=False``: only whether and why it fails (the
@@ -280,7 +285,7 @@ class _Run:
             if not own:
                 scope_rule = self._check_scope(item, producer, checks, fail, notes)
                 credential = self._check_credential(r, item, checks, fail, notes)
-            expires_at = item.window.expires_at(r.effective, self.zone)
+            expires_at = self._expires(item.window, r.effective)
             if self.at >= expires_at:
                 note = f"{item.window.text} ended {expires_at}" if notes else ""
                 fail("expired", "window.expired", note)
@@ -293,7 +298,27 @@ class _Run:
             checks, failed, item, producer, own, expires_at, credential, scope_rule, notes
         )
 
-    def _judge(self, r: PriorResult) -> Verdict:
+    def _expires(self, window: ValidityWindow, effective: datetime) -> datetime:
+        key = (window, effective)
+        found = self.expiries.get(key)
+        if found is None:
+            found = self.expiries[key] = window.expires_at(effective, self.zone)
+        return found
+
+    def _window_text(self, window: ValidityWindow) -> tuple[str, str]:
+        found = self.windows.get(window)
+        if found is None:
+            found = self.windows[window] = (window.describe("zh"), window.describe("en"))
+        return found
+
+    def _judge(
+        self,
+        r: PriorResult,
+        *,
+        covers: tuple[Code, ...] = (),
+        relates_to: tuple[Code, ...] = (),
+        missing: tuple[str, ...] = (),
+    ) -> Verdict:
         c = self._checked(r)
         checks, failed, item, producer = c.checks, c.failed, c.item, c.producer
         own, expires_at, credential, scope_rule = c.own, c.expires_at, c.credential, c.scope_rule
@@ -308,6 +333,9 @@ class _Run:
             "producer_name_zh": producer.name_zh if producer else None,
             "producer_name_en": producer.name_en if producer else None,
             "credential": credential,
+            "covers": covers,
+            "relates_to": relates_to,
+            "missing": missing,
         }
         reasons = [reason for reason in REASONS if reason in failed]
         if reasons:
@@ -381,18 +409,17 @@ class _Run:
             if item.credential_scope == "item-or-discipline":
                 scopes.add(f"discipline:{item.discipline}")
             self.scopes[item.code] = scopes
-        held = sorted(
-            (
-                c
-                for c in self.held_by.get(r.hospital_id, ())
-                if c.scope in scopes and c.scheme in item.credential_schemes and c.valid_on(day)
-            ),
-            key=lambda c: (not c.scope.startswith("item:"), c.scheme, c.valid_from),
-        )
+        held = [
+            pc
+            for scope in scopes
+            for pc in self.held_by.get((r.hospital_id, scope), ())
+            if pc[1].scheme in item.credential_schemes and pc[1].valid_on(day)
+        ]
         if held:
+            best = min(held)[1]
             if notes:
-                checks.append(Check("credential.held", True, held[0].describe()))
-            return held[0]
+                checks.append(Check("credential.held", True, best.describe()))
+            return best
         if not notes:
             fail("no-credential-at-time", "credential.missing", "")
             return None
@@ -414,6 +441,7 @@ class _Run:
         producer: HospitalProfile | None,
         expires_at: datetime | None,
     ) -> Facts:
+        window_zh, window_en = self._window_text(item.window) if item else ("", "")
         return Facts(
             producer_zh=producer.name_zh if producer else r.hospital_id,
             producer_en=producer.name_en if producer else r.hospital_id,
@@ -421,15 +449,15 @@ class _Run:
             item_zh=item.display_zh if item else (r.display or ""),
             item_en=item.display_en if item else (r.display or ""),
             until=local_until(expires_at, self.zone) if expires_at else "",
-            window_zh=item.window.describe("zh") if item else "",
-            window_en=item.window.describe("en") if item else "",
+            window_zh=window_zh,
+            window_en=window_en,
             mark=self.policy.mark,
         )
 
     # -- what each result covers -------------------------------------------------------------
 
     def _covers(
-        self, r: PriorResult, verdict: Verdict, relates: list[Code]
+        self, r: PriorResult, recognised: bool, relates: list[Code]
     ) -> tuple[tuple[Code, ...], tuple[str, ...]]:
         """Requested codes this result stands in for, and (panels) components it lacks."""
         item = self._item(r)
@@ -440,7 +468,7 @@ class _Run:
         if item.is_panel:
             present = self._recognised_members(r)
             missing = tuple(c for c in item.components if c not in present)
-        if not verdict.recognised:
+        if not recognised:
             return (), missing
         covers: list[Code] = []
         for q in relates:
@@ -632,7 +660,3 @@ def _unique(refs: Sequence[str]) -> tuple[str, ...]:
 
 def _with(facts: Facts, **changes: str) -> Facts:
     return Facts(**{**facts.__dict__, **changes})
-
-
-def _replace(verdict: Verdict, **changes: object) -> Verdict:
-    return replace(verdict, **changes)  # type: ignore[arg-type]
