@@ -16,10 +16,14 @@ appends), patient matching tables (traits, blocks) are not filled, and the load 
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
+import os
+import re
 import sqlite3
 import time
 from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,6 +31,7 @@ import orjson
 
 from bench.bundles import bundle
 from bench.events import CityPlan, Order, person_events
+from bench.processes import in_order
 from hie import naming
 from hie.fhirtime import instant
 from hie.index.extract import extract
@@ -35,6 +40,7 @@ from hie.index.store import content_hash
 
 JSON = dict[str, Any]
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
+NOW_INSTANT = instant(NOW)
 TABLES = (
     "exchange_patient",
     "patient_record",
@@ -56,8 +62,17 @@ INDEX_OF = {
 }
 
 
-def _id(*parts: object) -> str:
-    return hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=16).hexdigest()
+def _id(resident: int, *parts: object) -> str:
+    """32 hex characters: the resident's number, then a hash of the rest. Every id of one
+    resident shares the prefix and the prefixes grow with the load, so rows go in as appends
+    to each index's B-tree instead of at random pages (ids the exchange makes are random
+    UUIDs; this is a loader's shortcut for a 10M-result index, not the product's rule)."""
+    digest = hashlib.blake2b("|".join(map(str, parts)).encode(), digest_size=12).hexdigest()
+    return f"{resident:08x}{digest}"
+
+
+# a bundle's references to its own entries (urn:uuid:…), rewritten in the serialised bytes
+_LOCAL_REF = re.compile(rb'"reference":"(urn:uuid:[0-9a-f-]{36})"')
 
 
 class Rows:
@@ -66,6 +81,7 @@ class Rows:
     def __init__(self) -> None:
         self.current: dict[tuple[str, str], dict[str, list[JSON]]] = {}
         self.versions: list[JSON] = []
+        self.count: dict[tuple[str, str], int] = {}
         self.other: dict[str, list[JSON]] = {t: [] for t in TABLES}
 
     def put(
@@ -77,16 +93,24 @@ class Rows:
         source: str | None,
         patient: str,
         record: str | None,
+        local: dict[str, str] | None = None,
     ) -> None:
+        """The rows ``Store.put`` would write for ``res``; ``local`` maps the bundle's
+        ``urn:uuid`` references to the stored ids (the ingest's reference rewriting)."""
         rtype = res["resourceType"]
         key = (rtype, rid)
-        version = 1 + sum(1 for v in self.versions if (v["type"], v["id"]) == key)
-        meta = {"versionId": str(version), "lastUpdated": instant(NOW)}
+        version = self.count[key] = self.count.get(key, 0) + 1
+        meta = {"versionId": str(version), "lastUpdated": NOW_INSTANT}
         if hospital:
             meta["source"] = f"Organization/{hospital}"
         body_json = {"resourceType": rtype, "id": rid, "meta": meta}
         body_json.update((k, v) for k, v in res.items() if k not in body_json)
         body = orjson.dumps(body_json)
+        if local:
+            body = _LOCAL_REF.sub(
+                lambda m: b'"reference":"%s"' % local[m[1].decode()].encode(), body
+            )
+            res = orjson.loads(body)  # as stored: the content hash covers rewritten references
         self.versions.append(
             {
                 "type": rtype,
@@ -142,12 +166,8 @@ class Rows:
     def tables(self) -> Iterator[tuple[str, list[JSON]]]:
         merged: dict[str, list[JSON]] = {t: list(v) for t, v in self.other.items()}
         # history holds only superseded versions; the current one is the resource row
-        newest: dict[tuple[str, str], int] = {}
-        for v in self.versions:
-            key = (v["type"], v["id"])
-            newest[key] = max(newest.get(key, 0), v["version_id"])
         merged["resource_version"] = [
-            v for v in self.versions if v["version_id"] < newest[(v["type"], v["id"])]
+            v for v in self.versions if v["version_id"] < self.count[(v["type"], v["id"])]
         ]
         for rows in self.current.values():
             for table, values in rows.items():
@@ -160,7 +180,7 @@ class Rows:
 def resident_rows(plan: CityPlan, index: int) -> tuple[Rows, int]:
     """All rows of resident ``index``; returns them and the number of results (Observations)."""
     rows = Rows()
-    patient = _id("patient", index)
+    patient = _id(index, "patient")
     rows.other["exchange_patient"].append({"id": patient, "created": NOW, "merged_into": None})
     records: dict[str, JSON] = {}
     results = 0
@@ -168,16 +188,15 @@ def resident_rows(plan: CityPlan, index: int) -> tuple[Rows, int]:
         doc, _ = bundle(event)
         h = event.hospital.id
         entries = [(e["fullUrl"], e["resource"]) for e in doc["entry"]]
-        record = _id("record", index, h)
+        record = _id(index, "record", h)
         local = {entries[0][0]: f"Patient/{record}"}
         ids: list[str] = [record]
         for full_url, res in entries[1:]:
             ident = res["identifier"][0]
-            rid = _id(res["resourceType"], h, ident["system"], ident["value"])
+            rid = _id(index, res["resourceType"], h, ident["system"], ident["value"])
             local[full_url] = f"{res['resourceType']}/{rid}"
             ids.append(rid)
         for (_, res), rid in zip(entries, ids, strict=True):
-            _rewrite(res, local)
             if res["resourceType"] == "Patient":
                 if rid not in records:
                     records[rid] = res
@@ -189,6 +208,7 @@ def resident_rows(plan: CityPlan, index: int) -> tuple[Rows, int]:
                         source=f"{mrn['system']}|{mrn['value']}",
                         patient=patient,
                         record=rid,
+                        local=local,
                     )
                 continue
             ident = res["identifier"][0]
@@ -201,6 +221,7 @@ def resident_rows(plan: CityPlan, index: int) -> tuple[Rows, int]:
                 source=f"{ident['system']}|{ident['value']}",
                 patient=patient,
                 record=record,
+                local=local,
             )
     idents: list[JSON] = [{"system": naming.EXCHANGE_PATIENT, "value": patient}]
     for rid, res in records.items():
@@ -247,37 +268,23 @@ def resident_rows(plan: CityPlan, index: int) -> tuple[Rows, int]:
     return rows, results
 
 
-def _rewrite(node: Any, local: dict[str, str]) -> None:
-    stack = [node]
-    while stack:
-        cur = stack.pop()
-        if isinstance(cur, dict):
-            ref = cur.get("reference")
-            if isinstance(ref, str) and ref in local:
-                cur["reference"] = local[ref]
-            stack.extend(v for v in cur.values() if isinstance(v, dict | list))
-        elif isinstance(cur, list):
-            stack.extend(v for v in cur if isinstance(v, dict | list))
-
-
-class Writer:
-    """Buffered raw writes, one transaction per flush (SQLite executemany / PostgreSQL COPY)."""
+class Shapes:
+    """Each table's columns in the database's order and how a row dict becomes a tuple of
+    driver values: the same bind processing SQLAlchemy applies (DateTime text on SQLite,
+    booleans), memoised per value, because most times in a load repeat."""
 
     def __init__(self, url: str, tables: tuple[str, ...] = TABLES) -> None:
-        from sqlalchemy import inspect
+        from sqlalchemy import LargeBinary, inspect
 
+        from hie.index import tables as t
         from hie.index.store import create_engine
 
-        self.url = url
         engine = create_engine(url)
         insp = inspect(engine)
-        self.columns = {t: [c["name"] for c in insp.get_columns(t)] for t in tables}
+        self.columns = {name: [c["name"] for c in insp.get_columns(name)] for name in tables}
         for name in ("search_token", "search_string"):  # autoincrement keys: the database's
             if name in self.columns:
                 self.columns[name].remove("pk")
-        # the same bind processing SQLAlchemy applies (DateTime format on SQLite, booleans)
-        from hie.index import tables as t
-
         meta = t.SQLModel.metadata
         self.procs = {
             name: [
@@ -287,6 +294,63 @@ class Writer:
             for name in tables
         }
         engine.dispose()
+        # bytes go to the drivers as they are (SQLAlchemy would wrap them in a memoryview,
+        # which cannot cross from a generator process)
+        binary = {
+            (name, c.name)
+            for name in tables
+            for c in meta.tables[name].c
+            if isinstance(c.type, LargeBinary)
+        }
+        self._fix = {
+            name: [
+                (i, _memo(p))
+                for i, p in enumerate(procs)
+                if p and (name, self.columns[name][i]) not in binary
+            ]
+            for name, procs in self.procs.items()
+        }
+
+    def rows(self, table: str, dicts: list[JSON]) -> list[tuple[Any, ...]]:
+        cols, fix = self.columns[table], self._fix[table]
+        out = []
+        for r in dicts:
+            row = [r.get(c) for c in cols]
+            for i, f in fix:
+                if row[i] is not None:
+                    row[i] = f(row[i])
+            out.append(tuple(row))
+        return out
+
+
+def _memo(process: Any) -> Any:
+    cache: dict[Any, Any] = {}
+
+    def processed(value: Any) -> Any:
+        try:
+            return cache[value]
+        except KeyError:
+            if len(cache) > 100_000:
+                cache.clear()
+            cache[value] = out = process(value)
+            return out
+
+    return processed
+
+
+@functools.cache
+def _shapes(url: str) -> Shapes:
+    return Shapes(url)
+
+
+class Writer:
+    """Buffered raw writes, one transaction per flush (SQLite executemany / PostgreSQL COPY)."""
+
+    def __init__(self, url: str, tables: tuple[str, ...] = TABLES) -> None:
+        self.url = url
+        self.shapes = Shapes(url, tables)
+        self.columns = self.shapes.columns
+        self.procs = self.shapes.procs
         self.tables = tables
         self.buffer: dict[str, list[tuple[Any, ...]]] = {t: [] for t in tables}
         self.pending = 0
@@ -304,11 +368,11 @@ class Writer:
             self.pg = psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
 
     def add(self, table: str, rows: list[JSON]) -> None:
-        cols, procs = self.columns[table], self.procs[table]
-        for r in rows:
-            self.buffer[table].append(
-                tuple(p(r.get(c)) if p else r.get(c) for c, p in zip(cols, procs, strict=True))
-            )
+        self.extend(table, self.shapes.rows(table, rows))
+
+    def extend(self, table: str, rows: list[tuple[Any, ...]]) -> None:
+        """Rows already shaped (``Shapes.rows``): in column order, values processed."""
+        self.buffer[table].extend(rows)
         self.pending += len(rows)
 
     def add_tuples(self, table: str, rows: list[tuple[Any, ...]]) -> None:
@@ -341,6 +405,40 @@ class Writer:
         self.buffer = {t: [] for t in self.tables}
         self.pending = 0
 
+    def drop_indexes(self) -> list[str]:
+        """Drop the loaded tables' secondary indexes; returns the statements that remake them.
+
+        Primary keys and unique constraints stay (PostgreSQL cannot drop a constraint's index
+        alone; SQLite's are part of the table).
+        """
+        names = ",".join(f"'{t}'" for t in self.tables)
+        if self.sqlite is not None:
+            found = self.sqlite.execute(
+                f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
+                f"AND tbl_name IN ({names})"
+            ).fetchall()
+            for name, _ in found:
+                self.sqlite.execute(f"DROP INDEX {name}")
+            return [sql for _, sql in found]
+        made = self.pg.execute(
+            f"SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename IN ({names}) "
+            "AND i.schemaname = current_schema() AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
+            "WHERE c.conname = i.indexname)"
+        ).fetchall()
+        for name, _ in made:
+            self.pg.execute(f"DROP INDEX {name}")
+        self.pg.commit()
+        return [sql for _, sql in made]
+
+    def create_indexes(self, statements: list[str]) -> None:
+        for sql in statements:
+            if self.sqlite is not None:
+                self.sqlite.execute(sql)
+            else:
+                self.pg.execute(sql)
+        if self.sqlite is None:
+            self.pg.commit()
+
     def close(self) -> None:
         self.flush()
         if self.sqlite is not None:
@@ -352,23 +450,68 @@ class Writer:
             self.pg.close()
 
 
-def load(url: str, patients: int, hospitals: int, *, first: int = 0, seed: int = 20240601) -> int:
-    """Write residents ``first``… into ``url`` (migrated); returns the number of results."""
-    plan = CityPlan(seed=seed, hospitals=hospitals)
+CHUNK = 100  # residents per generator job
+
+
+@functools.cache
+def _plan(seed: int, hospitals: int) -> CityPlan:
+    return CityPlan(seed=seed, hospitals=hospitals)
+
+
+def _chunk(job: tuple[str, int, int, int, int]) -> tuple[dict[str, list[tuple[Any, ...]]], int]:
+    """One generator job (in a worker process): the shaped rows of ``count`` residents from
+    ``first``, ready for the writer's executemany/COPY."""
+    url, first, count, hospitals, seed = job
+    plan, shapes = _plan(seed, hospitals), _shapes(url)
+    out: dict[str, list[tuple[Any, ...]]] = {t: [] for t in TABLES}
+    results = 0
+    for n in range(first, first + count):
+        rows, got = resident_rows(plan, n)
+        results += got
+        for table, values in rows.tables():
+            out[table] += shapes.rows(table, values)
+    return out, results
+
+
+def load(
+    url: str,
+    patients: int,
+    hospitals: int,
+    *,
+    first: int = 0,
+    seed: int = 20240601,
+    workers: int = 0,
+) -> int:
+    """Write residents ``first``… into ``url`` (migrated, empty); returns the number of results.
+
+    Residents are generated in ``workers`` processes (default: one per core) while this one
+    writes, and the tables' secondary indexes are dropped first and built once at the end
+    (a sorted build instead of millions of B-tree inserts), as bulk loaders do.
+    """
     writer = Writer(url)
     results = 0
     started = time.perf_counter()
-    for n in range(first, first + patients):
-        rows, count = resident_rows(plan, n)
-        results += count
-        for table, values in rows.tables():
-            writer.add(table, values)
-        if writer.pending > 200_000:
-            writer.flush()
-            rate = results / (time.perf_counter() - started)
-            print(f"\r{n - first + 1:,} residents, {results:,} results ({rate:,.0f}/s)", end="")
+    jobs = [
+        (url, n, min(CHUNK, first + patients - n), hospitals, seed)
+        for n in range(first, first + patients, CHUNK)
+    ]
+    workers = workers or len(os.sched_getaffinity(0))
+    indexes = writer.drop_indexes()
+    done = 0
+    with ProcessPoolExecutor(workers) as pool:
+        for rows, count in in_order(pool, _chunk, jobs, 2 * workers):
+            results += count
+            done += len(rows["exchange_patient"])
+            for table, values in rows.items():
+                writer.extend(table, values)
+            if writer.pending > 200_000:
+                writer.flush()
+                rate = results / (time.perf_counter() - started)
+                print(f"\r{done:,} residents, {results:,} results ({rate:,.0f}/s)", end="")
+    writer.flush()
+    print(f"\n{results:,} results written; building {len(indexes)} indexes")
+    writer.create_indexes(indexes)
     writer.close()
-    print()
     return results
 
 

@@ -33,9 +33,9 @@ import os
 import pickle
 import statistics
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -44,6 +44,7 @@ from typing import Any
 import orjson
 
 from bench.population import TODAY, Population
+from bench.processes import in_order
 from hie import naming
 from hie.identity.blocking import blocking_keys, query_keys
 from hie.identity.traits import Traits, from_patient
@@ -165,20 +166,6 @@ def new_people(count: int) -> list[Probe]:
     return out
 
 
-def _bounded(
-    pool: ProcessPoolExecutor, jobs: list[tuple[int, int, int, Path | None]], ahead: int
-) -> Iterator[tuple[Rows, list[Probe], float]]:
-    """Results in job order with at most ``ahead`` chunks in flight, so chunks read from the
-    cache faster than they are written do not pile up in memory (``pool.map`` submits all)."""
-    pending: deque[Future[tuple[Rows, list[Probe], float]]] = deque()
-    for job in jobs:
-        pending.append(pool.submit(_chunk_job, job))
-        if len(pending) >= ahead:
-            yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
-
-
 @dataclass
 class LoadReport:
     persons: int = 0
@@ -218,7 +205,7 @@ def load_population(
     results: Iterator[tuple[Rows, list[Probe], float]]
     if workers > 1:
         pool = ProcessPoolExecutor(workers)
-        results = _bounded(pool, jobs, 2 * workers)
+        results = in_order(pool, _chunk_job, jobs, 2 * workers)
     else:
         pool = None
         results = map(_chunk_job, jobs)

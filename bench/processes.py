@@ -13,9 +13,12 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TypeVar
 
 ROOT = Path(__file__).resolve().parent.parent
 SERVER_CORE = 0
@@ -116,3 +119,22 @@ def free_port(start: int = 18100, end: int = 19000) -> int:
                 continue
             return port
     raise RuntimeError("no free port")
+
+
+J = TypeVar("J")
+T = TypeVar("T")
+
+
+def in_order(
+    pool: ProcessPoolExecutor, fn: Callable[[J], T], jobs: Iterable[J], ahead: int
+) -> Iterator[T]:
+    """``fn(job)`` for each job in a worker, yielded in job order with at most ``ahead`` in
+    flight, so results made faster than the caller consumes them do not pile up in memory
+    (``pool.map`` submits every job at once)."""
+    pending: deque[Future[T]] = deque()
+    for job in jobs:
+        pending.append(pool.submit(fn, job))
+        if len(pending) >= ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
