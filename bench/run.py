@@ -597,10 +597,10 @@ def _latency_figures(
         run.add(
             Figure(
                 "lookup",
-                f"{name} absolute p50/p99",
+                f"{name} absolute: p99 (value) and p50 (floor column)",
                 backend,
                 single.p99_ms,
-                "ms (p99)",
+                "ms",
                 single.p50_ms,
                 "its own p50",
                 False,
