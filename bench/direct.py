@@ -405,40 +405,6 @@ class Writer:
         self.buffer = {t: [] for t in self.tables}
         self.pending = 0
 
-    def drop_indexes(self) -> list[str]:
-        """Drop the loaded tables' secondary indexes; returns the statements that remake them.
-
-        Primary keys and unique constraints stay (PostgreSQL cannot drop a constraint's index
-        alone; SQLite's are part of the table).
-        """
-        names = ",".join(f"'{t}'" for t in self.tables)
-        if self.sqlite is not None:
-            found = self.sqlite.execute(
-                f"SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL "
-                f"AND tbl_name IN ({names})"
-            ).fetchall()
-            for name, _ in found:
-                self.sqlite.execute(f"DROP INDEX {name}")
-            return [sql for _, sql in found]
-        made = self.pg.execute(
-            f"SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename IN ({names}) "
-            "AND i.schemaname = current_schema() AND NOT EXISTS (SELECT 1 FROM pg_constraint c "
-            "WHERE c.conname = i.indexname)"
-        ).fetchall()
-        for name, _ in made:
-            self.pg.execute(f"DROP INDEX {name}")
-        self.pg.commit()
-        return [sql for _, sql in made]
-
-    def create_indexes(self, statements: list[str]) -> None:
-        for sql in statements:
-            if self.sqlite is not None:
-                self.sqlite.execute(sql)
-            else:
-                self.pg.execute(sql)
-        if self.sqlite is None:
-            self.pg.commit()
-
     def close(self) -> None:
         self.flush()
         if self.sqlite is not None:
@@ -488,8 +454,9 @@ def load(
     """Write residents ``first``… into ``url`` (migrated, empty); returns the number of results.
 
     Residents are generated in ``workers`` processes (default: one per core) while this one
-    writes, and the tables' secondary indexes are dropped first and built once at the end
-    (a sorted build instead of millions of B-tree inserts), as bulk loaders do.
+    writes. The indexes stay: with ids ordered by resident nearly every insert is an append
+    (dropping them and building them at the end measured slower: 62 s against 45 s for
+    214,620 results, the same minute).
     """
     writer = Writer(url)
     results = 0
@@ -499,7 +466,6 @@ def load(
         for n in range(first, first + patients, CHUNK)
     ]
     workers = workers or len(os.sched_getaffinity(0))
-    indexes = writer.drop_indexes()
     done = 0
     with ProcessPoolExecutor(workers) as pool:
         for rows, count in in_order(pool, _chunk, jobs, 2 * workers):
@@ -512,9 +478,8 @@ def load(
                 rate = results / (time.perf_counter() - started)
                 print(f"\r{done:,} residents, {results:,} results ({rate:,.0f}/s)", end="")
     writer.flush()
-    print(f"\n{results:,} results written; building {len(indexes)} indexes")
-    writer.create_indexes(indexes)
     writer.close()
+    print()
     return results
 
 
