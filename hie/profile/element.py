@@ -54,12 +54,17 @@ class Element:
     match_text: str = ""
     closed: bool = False
     leaf: bool = False  # set by freeze(): no checks, children or slices, only cardinality
+    # set by freeze(), for passes(): the leaf children as (key, min, max), and the others
+    leaves: tuple[tuple[str, int, int | None], ...] = ()
+    inner: tuple[Element, ...] = ()
 
     def freeze(self) -> None:
         """Mark cardinality-only elements (after the tree is complete) for the fast path."""
         for child in (*self.children, *self.slices):
             child.freeze()
         self.leaf = not (self.checks or self.children or self.slices or self.choice)
+        self.leaves = tuple((c.key, c.min, c.max) for c in self.children if c.leaf)
+        self.inner = tuple(c for c in self.children if not c.leaf)
 
     def rule(self) -> str:
         upper = "*" if self.max is None else str(self.max)
@@ -197,7 +202,7 @@ class Element:
 
     def passes_all(self, instances: list[Any], probe: Run) -> bool:
         """True only if ``process`` over these instances would report no issue."""
-        checks, children = self.checks, self.children
+        checks, children, leaves, inner = self.checks, self.children, self.leaves, self.inner
         for value in instances:
             for check in checks:
                 check(value, "", probe)
@@ -206,7 +211,12 @@ class Element:
             if children:
                 if type(value) is not dict:
                     return False
-                for child in children:
+                for key, low, high in leaves:  # leaf.passes(value), without the call
+                    found = value.get(key)
+                    count = 0 if found is None else len(found) if isinstance(found, list) else 1
+                    if count < low or (high is not None and count > high):
+                        return False
+                for child in inner:
                     if not child.passes(value, probe):
                         return False
         if not self.slices or (not instances and self.min > 0):
