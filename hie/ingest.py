@@ -124,9 +124,9 @@ def _older(incoming: JSON, prev: Current) -> bool:
         return False
 
 
-def _same_content(incoming: JSON, prev: Current | None) -> bool:
-    """Would storing ``incoming`` over ``prev`` make no new version?"""
-    return prev is not None and not prev.deleted and prev.content_hash == content_hash(incoming)
+def _same_content(digest: str, prev: Current | None) -> bool:
+    """Would storing content of hash ``digest`` over ``prev`` make no new version?"""
+    return prev is not None and not prev.deleted and prev.content_hash == digest
 
 
 def _in_entry(issue: Issue, n: int, rtype: str) -> Issue:
@@ -456,6 +456,7 @@ class Ingestor:
         # 1. Give every entry its id: the stored one for a known source identifier.
         plan: list[tuple[JSON, str, Current | None, str | None, int]] = []
         local: dict[str, str] = {}
+        minted: set[tuple[str, str]] = set()
         sources = [source_identifier(res, hospital_id) for _, res in entries]
         shared = scope.shared
         if shared is None:
@@ -466,7 +467,9 @@ class Ingestor:
                 shared.flush(conn)  # this unit reads or changes a row still in the buffer
         for n, (full_url, res) in enumerate(entries):
             try:
-                plan.append(self._plan(conn, n, full_url, res, sources[n], known, hospital_id))
+                plan.append(
+                    self._plan(conn, n, full_url, res, sources[n], known, hospital_id, minted)
+                )
             except FhirError as exc:
                 if len(entries) > 1:
                     exc.issues = [_in_entry(i, n, res["resourceType"]) for i in exc.issues]
@@ -477,7 +480,7 @@ class Ingestor:
         # 2. Point references between entries at the ids just given (transaction semantics).
         if local:
             plan = [(_rewired(res, local), *rest) for res, *rest in plan]
-        return self._write(conn, unit, plan, hospital_id, now, len(entries), scope)
+        return self._write(conn, unit, plan, hospital_id, now, len(entries), scope, minted)
 
     def _touches(
         self,
@@ -504,8 +507,10 @@ class Ingestor:
         source: str | None,
         known: dict[tuple[str, str | None], Current],
         hospital_id: str | None,
+        minted: set[tuple[str, str]],
     ) -> tuple[JSON, str, Current | None, str | None, int]:
-        """The id, stored version and source id of one entry."""
+        """The id, stored version and source id of one entry; an id made here for a new
+        resource goes into ``minted`` (nothing can be stored under it yet)."""
         rtype = res["resourceType"]
         prev = known.get((rtype, source)) if source else None
         explicit = self._target_id(conn, full_url, res, None)
@@ -523,7 +528,9 @@ class Ingestor:
                     "its own results",
                     expression=f"{rtype}.id",
                 )
-        rid = rid or uuid.uuid4().hex
+        if not rid:
+            rid = uuid.uuid4().hex
+            minted.add((rtype, rid))
         if rtype == "Patient" and prev is not None and not explicit:
             # A hospital's LIS, PACS and HTTP clients each know part of the patient:
             # an upsert by MRN adds what is new instead of dropping what others sent.
@@ -539,6 +546,7 @@ class Ingestor:
         now: Any,
         count: int,
         scope: _UnitScope,
+        minted: set[tuple[str, str]],
     ) -> ItemOutcome:
         """Patients first, then everything that refers to them."""
         outcome = ItemOutcome(unit.key, "unchanged")
@@ -549,15 +557,20 @@ class Ingestor:
             rtype = res["resourceType"]
             patient_id: str | None
             record_id: str | None
+            digest: str | None = None
             if rtype == "Patient":
+                # hashed once here and again never: a feed repeats its Patient in every unit
+                digest = content_hash(res)
                 linked = prev.patient_id if prev is not None else None
-                if linked and _same_content(res, prev):
+                if linked and _same_content(digest, prev):
                     # Same record as before: its link, identifiers and traits stand.
                     patient_id = scope.follow(self.registry, linked)
                 else:
                     # Linked before it is stored, so its row is written with its patient.
                     scope.write_now()
-                    patient_id = self.registry.link_record(conn, rid, res, hospital_id, now)
+                    patient_id = self.registry.link_record(
+                        conn, rid, res, hospital_id, now, new=(rtype, rid) in minted
+                    )
                 patients[f"Patient/{rid}"] = patient_id
                 record_id = rid
             else:
@@ -580,6 +593,7 @@ class Ingestor:
                 scope,
                 # patient records are read back by the linker at once; results are not
                 rtype != "Patient",
+                digest,
             )
             outcome.written.append(written)
         statuses = {w.status for w in outcome.written}
@@ -688,8 +702,9 @@ class Ingestor:
         now: Any,
         scope: _UnitScope,
         buffered: bool = True,
+        digest: str | None = None,
     ) -> Written:
-        digest = content_hash(res)
+        digest = digest or content_hash(res)
         rtype = res["resourceType"]
         if prev is not None and _older(res, prev):
             # A late copy of an earlier issue (e.g. the original after its correction) must

@@ -113,15 +113,19 @@ class PatientRegistry:
         record: JSON,
         hospital_id: str | None,
         now: datetime,
+        *,
+        new: bool = False,
     ) -> str:
         """Link (or re-link) a hospital record; returns its exchange patient.
 
         Needs nothing of the record in ``resource`` (the caller may store it after, with the
         patient this returns). A record seen for the first time that starts a new exchange
         patient takes a shorter way: there is nothing of either to read back or delete.
+        ``new``: the caller has just made ``record_id`` up, so no link of it can exist yet
+        (one SELECT less for every new hospital record of a bulk load).
         """
         traits = from_patient(record)
-        existing = conn.execute(_RECORD, {"_record": record_id}).first()
+        existing = None if new else conn.execute(_RECORD, {"_record": record_id}).first()
         fresh = False
         if existing is not None:
             patient_id = self.follow(conn, existing.patient_id)
