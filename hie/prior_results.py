@@ -136,7 +136,9 @@ class PriorResults:
         """
         wanted, imaging = self._wanted_loinc(req.codes)
         params = {"patient": req.patient_id, "codes": sorted(wanted), "since": req.at - LOOKBACK}
-        rows: dict[tuple[str, str], Any] = {(r.type, r.id): r for r in conn.execute(_HITS, params)}
+        # .all(): one fetchall, not a fetchone per row (issue 8 profile: ~15% of the fetch)
+        hits = conn.execute(_HITS, params).all()
+        rows: dict[tuple[str, str], Any] = {(r.type, r.id): r for r in hits}
         docs = {key: orjson.loads(r.body) for key, r in rows.items()}
         # Panels need their members even when a member's own code was not asked for.
         members: set[str] = set()
@@ -180,7 +182,7 @@ class PriorResults:
         stmt: Any,
         params: JSON,
     ) -> None:
-        for r in conn.execute(stmt, params):
+        for r in conn.execute(stmt, params).all():
             key = (r.type, r.id)
             if key not in rows:
                 rows[key] = r
