@@ -106,12 +106,12 @@ class Exchange:
             elif q.impossible:
                 rows = []
             else:
-                stmt, values, sort_value = self.searcher.prepared(q)
-                rows = list(conn.execute(stmt, values).all())
+                rows, sort_value = self.searcher.run(conn, q)
             has_next = len(rows) > q.count
             rows = self.visible(principal, rows[: q.count])
             matches = [(rtype, r.id, r.body) for r in rows]
             includes = self._includes(conn, principal, q, matches)
+        query = urlencode(params)  # the self link and the audit row say the same
         self_params = [(k, v) for k, v in params if k != "_page"]
         url = f"{self.base}/{path or rtype}"
         next_url = None
@@ -135,7 +135,7 @@ class Exchange:
         body = searchset(
             self.base,
             matches,
-            self_url=url + ("?" + urlencode(params) if params else ""),
+            self_url=url + ("?" + query if params else ""),
             next_url=next_url,
             total=total,
             includes=includes,
@@ -148,7 +148,7 @@ class Exchange:
             resource_type=rtype,
             resource_ids=[m[1] for m in matches],
             patient_ids=patients,
-            query=urlencode(params),
+            query=query,
         )
         return body
 

@@ -9,7 +9,7 @@ import orjson
 from fastapi import APIRouter, Depends, Header, Request
 from fastapi.responses import Response
 
-from hie.api.deps import ExchangeDep, PrincipalDep, WriterDep
+from hie.api.deps import ExchangeDep, PrincipalDep, WriterDep, get_exchange, get_principal
 from hie.api.responses import (
     check_content_type,
     fhir,
@@ -66,9 +66,16 @@ def _strict(request: Request) -> bool:
 
 
 @router.get("/{rtype}")
-def search(
-    rtype: TypeDep, request: Request, principal: PrincipalDep, exchange: ExchangeDep
-) -> Response:
+async def search(request: Request) -> Response:
+    """The hot lookup (``Observation?patient=&code=&date=``), so: ``async`` (a plain ``def``
+    is handed to the thread pool and back, about 0.5 ms of CPU per request) and its type,
+    principal and exchange taken by the same functions the named dependencies use, in the
+    same order, but called here: FastAPI's dependency solving cost about 0.15 ms a search.
+    The work itself is a few indexed reads of about 0.1 ms; it runs on the event loop as
+    ``$prior-results`` does."""
+    rtype = await _type(request.path_params["rtype"])
+    principal = await get_principal(request)
+    exchange = await get_exchange(request)
     body = exchange.search(principal, rtype, query_pairs(request), strict=_strict(request))
     return fhir(body)
 
