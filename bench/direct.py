@@ -119,6 +119,7 @@ class Rows:
                 "last_updated": NOW,
                 "deleted": False,
                 "body": body,
+                "patient_id": patient,
             }
         )
         rows: dict[str, list[JSON]] = {

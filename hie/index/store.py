@@ -215,6 +215,11 @@ _PATIENT_TOKEN = _Fast(
     .where(TOKEN.c.type == bindparam("_type"), TOKEN.c.res_id == bindparam("_id"))
     .values(patient_id=bindparam("_patient"))
 )
+_PATIENT_RV = _Fast(
+    update(RV)
+    .where(RV.c.type == bindparam("_type"), RV.c.id == bindparam("_id"))
+    .values(patient_id=bindparam("_patient"))
+)
 _PATIENT_INDEX = {
     rtype: _Fast(
         update(table).where(table.c.id == bindparam("_id")).values(patient_id=bindparam("_patient"))
@@ -391,8 +396,11 @@ class Store:
                     "last_updated": prev.last_updated,
                     "deleted": prev.deleted,
                     "body": prev.body,
+                    "patient_id": patient_id,
                 },
             )
+            if prev.patient_id != patient_id and prev.version_id > 1 and patient_id:
+                _PATIENT_RV(conn, {"_type": rtype, "_id": rid, "_patient": patient_id})
             _UPDATE_R(conn, {"_type": rtype, "_id": rid, **values})
         else:
             send(_INSERT_R, {"type": rtype, "id": rid, **values})
@@ -476,6 +484,7 @@ class Store:
                 .where(TOKEN.c.type == rtype, TOKEN.c.res_id == rid)
                 .values(patient_id=new_patient)
             )
+            _PATIENT_RV(conn, {"_type": rtype, "_id": rid, "_patient": new_patient})
             table = TYPE_INDEX.get(rtype)
             if table is not None and "patient_id" in table.c:
                 conn.execute(update(table).where(table.c.id == rid).values(patient_id=new_patient))
@@ -507,6 +516,7 @@ class Store:
         params = {"_type": rtype, "_id": rid, "_patient": patient_id}
         _PATIENT_R(conn, params)
         _PATIENT_TOKEN(conn, params)
+        _PATIENT_RV(conn, params)
         if rtype in _PATIENT_INDEX:
             _PATIENT_INDEX[rtype](conn, {"_id": rid, "_patient": patient_id})
 

@@ -96,6 +96,7 @@ class ResourceVersion(SQLModel, table=True):
     last_updated: datetime
     deleted: bool = False
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    patient_id: str | None = Field(default=None, max_length=64)
 
 
 class ObservationIndex(SQLModel, table=True):
