@@ -7,6 +7,9 @@ declare the same URIs for outside readers; keep the two in step.
 
 from __future__ import annotations
 
+import secrets
+import time
+
 BASE = "https://hie.example.org"
 
 NATIONAL_ID = f"{BASE}/sid/cn-resident-id"  # 居民身份证号, GB 11643, 18 characters
@@ -52,3 +55,14 @@ def mrn_hospital(system: str) -> str | None:
     """The hospital id of an MRN system, or None if ``system`` is not one."""
     prefix = f"{BASE}/sid/mrn/"
     return system[len(prefix) :] if system.startswith(prefix) else None
+
+
+def new_id() -> str:
+    """A new resource or patient id: 32 hex characters, the first 12 the milliseconds since
+    1970, the other 20 random (80 bits, as unguessable as it needs to be behind tokens).
+
+    Time first, as in UUIDv7 (RFC 9562), so ids made one after another sort together and a
+    new row goes in at the end of every index keyed by id instead of on a random page:
+    at a million results and more, random UUIDs made each insert read a cold page.
+    """
+    return f"{time.time_ns() // 1_000_000:012x}{secrets.token_hex(10)}"
