@@ -89,8 +89,10 @@ Rep = list[list[str]]  # components → subcomponents
 
 def _reps(node: Any) -> list[Rep]:
     """Normalise python-hl7's ragged field into repetitions → components → subcomponents."""
-    if len(node) == 1 and isinstance(node[0], str):
-        return [[[node[0]]]]
+    if len(node) == 1:
+        (only,) = node  # list iteration: python-hl7's __getitem__ is a Python call
+        if isinstance(only, str):
+            return [[[only]]]
     reps: list[Rep] = []
     for rep in node:
         if isinstance(rep, str):
@@ -142,13 +144,19 @@ class Segment:
 
     def get(self, field: int, comp: int = 1, sub: int = 1, rep: int = 1) -> str:
         """One leaf value, unescaped and stripped; "" when absent."""
-        reps = self.reps(field)
+        # the mappers call this ~30 times per OBX: reps() and text() are inlined
+        reps = self._cache.get(field)
+        if reps is None:
+            reps = self.reps(field)
         if len(reps) < rep:
             return ""
         comps = reps[rep - 1]
         if len(comps) < comp or len(comps[comp - 1]) < sub:
             return ""
-        return self.text(comps[comp - 1][sub - 1]).strip()
+        value = comps[comp - 1][sub - 1]
+        if value == '""':
+            return ""
+        return unescape(value, self.enc, self.codec).strip()
 
     def raw_field(self, field: int) -> str:
         """The field's text as sent (for MSH-1/2 and messages in reasons)."""
@@ -157,15 +165,19 @@ class Segment:
         return str(self._raw[field])
 
     def coded(self, field: int, rep: int = 1) -> Coded:
-        g = self.get
-        return Coded(
-            g(field, 1, rep=rep),
-            g(field, 2, rep=rep),
-            g(field, 3, rep=rep),
-            g(field, 4, rep=rep),
-            g(field, 5, rep=rep),
-            g(field, 6, rep=rep),
-        )
+        """Components 1-6 of one repetition, each as ``get(field, n, rep=rep)`` reads it."""
+        reps = self.reps(field)
+        if len(reps) < rep:
+            return Coded()
+        comps = reps[rep - 1]
+        enc, codec = self.enc, self.codec
+        parts = ["", "", "", "", "", ""]
+        for n, subs in enumerate(comps[:6]):
+            if subs:
+                value = subs[0]
+                if value != '""':
+                    parts[n] = unescape(value, enc, codec).strip()
+        return Coded(*parts)
 
     def components(self, field: int, rep: int = 1) -> list[str]:
         """All components of one repetition, unescaped (subcomponents joined by ``&``)."""

@@ -51,6 +51,19 @@ CONTENT_TYPE = "x-application/hl7-v2+er7"
 V2_0074 = "http://terminology.hl7.org/CodeSystem/v2-0074"
 V2_0203 = "http://terminology.hl7.org/CodeSystem/v2-0203"
 _NAMESPACE = uuid.UUID("5b0c7d1e-6f0a-4f43-9a57-3f1d8a0c2b11")  # hie's HL7 v2 entries
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+
+
+def _uuid5(name: str) -> str:
+    """``str(uuid.uuid5(_NAMESPACE, name))`` without the UUID object (RFC 4122 §4.3: SHA-1 of
+    namespace and name, version 5, variant 10); a message makes one per entry."""
+    sha1 = hashlib.sha1(_NAMESPACE_BYTES + name.encode(), usedforsecurity=False)
+    digest = bytearray(sha1.digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50
+    digest[8] = (digest[8] & 0x3F) | 0x80
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
+
 
 # HL7 table 0123 (OBR-25) → FHIR DiagnosticReportStatus.
 OBR_STATUS = {
@@ -272,7 +285,7 @@ def map_oru(msg: V2Message, ctx: Context, raw: bytes = b"", key: str | None = No
     unit_key = key or control
 
     def urn(role: str) -> str:
-        return "urn:uuid:" + str(uuid.uuid5(_NAMESPACE, f"{ctx.hospital_id}|{control}|{role}"))
+        return "urn:uuid:" + _uuid5(f"{ctx.hospital_id}|{control}|{role}")
 
     pids = list(msg.all("PID"))
     if not pids:

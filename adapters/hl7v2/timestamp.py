@@ -64,8 +64,26 @@ def _offset(m: re.Match[str], local: datetime, tz: tzinfo, value: str, location:
     return f"{sign}{minutes // 60:02d}:{minutes % 60:02d}"
 
 
+_KNOWN: dict[tuple[str, tzinfo], str] = {}  # to_datetime's answers; a message repeats its times
+_KNOWN_MAX = 4096
+
+
 def to_datetime(value: str, location: str, tz: tzinfo = SHANGHAI) -> str:
-    """A FHIR ``dateTime``: the HL7 precision kept for dates, a full time with zone otherwise."""
+    """A FHIR ``dateTime``: the HL7 precision kept for dates, a full time with zone otherwise.
+
+    Every OBX of a panel carries the same observation time: an answer is remembered for the
+    value and zone (``location`` only names the field in the error a bad value raises, and
+    a bad value is never remembered)."""
+    found = _KNOWN.get((value, tz))
+    if found is None:
+        found = _to_datetime(value, location, tz)
+        if len(_KNOWN) >= _KNOWN_MAX:
+            _KNOWN.clear()
+        _KNOWN[(value, tz)] = found
+    return found
+
+
+def _to_datetime(value: str, location: str, tz: tzinfo) -> str:
     m = _match(value, location)
     if m["h"] is None:
         return to_date(value, location)
