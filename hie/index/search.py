@@ -601,8 +601,9 @@ class _Rendered:
 
     def __init__(self, stmt: Select[Any], dialect: Any) -> None:
         comp = stmt.compile(dialect=dialect)
-        if "POSTCOMPILE" in comp.string:  # an expanding IN: rendered per execution
-            raise ValueError("search statements bind each value on its own")
+        # an expanding IN is rendered per execution: such a statement (none is built today,
+        # each value is bound on its own) goes through SQLAlchemy
+        self.stmt = stmt if "POSTCOMPILE" in comp.string else None
         self.sql = comp.string
         self.positional = bool(comp.positional)
         self.names = list(comp.positiontup or ()) if comp.positional else list(comp.binds)
@@ -624,6 +625,9 @@ class _Rendered:
         ]
 
     def rows(self, conn: Connection, values: Sequence[Any]) -> list[Any]:
+        if self.stmt is not None:
+            binds = {f"_v{i}": v for i, v in enumerate(values)}
+            return list(conn.execute(self.stmt, binds).all())
         args: list[Any] = [
             const if i < 0 else (process(values[i]) if process else values[i])
             for i, const, process in self.plan
