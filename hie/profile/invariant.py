@@ -31,6 +31,7 @@ Collection = Callable[[Any], list[Any]]
 _TOKEN = re.compile(
     r"\s*(?:(?P<str>'(?:[^'\\]|\\.)*')|(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<sym>[().]))"
 )
+_UNSEEN: Any = object()
 _STRING_ESCAPES = {"'": "'", "\\": "\\", "/": "/", "n": "\n", "t": "\t", "r": "\r"}
 
 
@@ -197,8 +198,29 @@ def _function(name: str, argument: str | None, items: Collection, parser: _Parse
     raise parser.error(f"unsupported function {name}()")
 
 
+_CHOICE_MEMO = 1024  # distinct key sequences remembered per step (resources share shapes)
+
+
 def _child(name: str) -> Callable[[list[Any]], list[Any]]:
     cut = len(name)
+    # FHIRPath resolves a choice element by its stem (value → valueQuantity): the first key
+    # that is the stem plus a type name. Which key that is depends only on the object's keys
+    # in order, and the objects of one kind share a few such sequences, so the answer is
+    # remembered per sequence instead of scanning every key at every evaluation.
+    choice_of: dict[tuple[str, ...], str | None] = {}
+
+    def choice_key(item: dict[str, Any]) -> str | None:
+        keys = tuple(item)
+        found = choice_of.get(keys, _UNSEEN)
+        if found is _UNSEEN:
+            found = next(
+                (k for k in keys if len(k) > cut and k.startswith(name) and k[cut].isupper()),
+                None,
+            )
+            if len(choice_of) >= _CHOICE_MEMO:
+                choice_of.clear()
+            choice_of[keys] = found
+        return found
 
     def step(items: list[Any]) -> list[Any]:
         out: list[Any] = []
@@ -206,13 +228,10 @@ def _child(name: str) -> Callable[[list[Any]], list[Any]]:
             if not isinstance(item, dict):
                 continue
             value = item.get(name)
-            if (
-                value is None
-            ):  # FHIRPath resolves a choice element by its stem: value → valueQuantity
-                for key, candidate in item.items():
-                    if len(key) > cut and key.startswith(name) and key[cut].isupper():
-                        value = candidate
-                        break
+            if value is None:
+                key = choice_key(item)
+                if key is not None:
+                    value = item[key]
             if value is None:
                 continue
             if isinstance(value, list):
