@@ -93,6 +93,14 @@ class Catalogue:
                         f"LOINC {loinc} is claimed by both {other!r} and {item.code!r}"
                     )
         self._check()
+        # Asked for every requested item of every request: indexed once (issue 8).
+        panels: dict[str, list[CatalogueItem]] = {}
+        for item in self.items.values():
+            for comp in item.all_components:
+                bucket = panels.setdefault(comp, [])
+                if item not in bucket:
+                    bucket.append(item)
+        self._panels_with = {code: tuple(found) for code, found in panels.items()}
 
     @classmethod
     def load(cls, path: Path) -> Catalogue:
@@ -147,7 +155,7 @@ class Catalogue:
 
     def panels_with(self, item_code: str) -> tuple[CatalogueItem, ...]:
         """Panels listing the item as a required or optional component."""
-        return tuple(i for i in self.items.values() if item_code in i.all_components)
+        return self._panels_with.get(item_code, ())
 
     def _check(self) -> None:
         for item in self.items.values():

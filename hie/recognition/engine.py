@@ -119,9 +119,7 @@ class _Run:
     windows: dict[ValidityWindow, tuple[str, str]] = field(default_factory=dict)  # (zh, en)
 
     def __post_init__(self) -> None:
-        for n, c in enumerate(self.credentials):
-            preference = (not c.scope.startswith("item:"), c.scheme, c.valid_from, n)
-            self.held_by.setdefault((c.hospital_id, c.scope), []).append((preference, c))
+        self.held_by = _credential_index(self.credentials)
 
     def _item(self, r: PriorResult) -> CatalogueItem | None:
         key = _key(r)
@@ -648,6 +646,28 @@ class _Fail(Protocol):
     """The signature of the ``fail`` callback ``_judge`` hands to its checks."""
 
     def __call__(self, reason: str, rule: str, note: str, zh: str = "", en: str = "") -> None: ...
+
+
+# The callers pass the same credentials tuple with every request (the hospitals configuration);
+# indexing it per request cost time in proportion to the city's hospitals, not the patient's
+# history (issue 8). Keyed by identity, the tuple kept so the id cannot be reused.
+_INDEXED: dict[int, tuple[tuple[LabCredential, ...], dict[tuple[str, str], list[_Held]]]] = {}
+
+
+def _credential_index(
+    credentials: tuple[LabCredential, ...],
+) -> dict[tuple[str, str], list[_Held]]:
+    cached = _INDEXED.get(id(credentials))
+    if cached is not None and cached[0] is credentials:
+        return cached[1]
+    index: dict[tuple[str, str], list[_Held]] = {}
+    for n, c in enumerate(credentials):
+        preference = (not c.scope.startswith("item:"), c.scheme, c.valid_from, n)
+        index.setdefault((c.hospital_id, c.scope), []).append((preference, c))
+    if len(_INDEXED) >= 8:  # a test suite builds many configurations; a server, one
+        _INDEXED.clear()
+    _INDEXED[id(credentials)] = (credentials, index)
+    return index
 
 
 def _key(r: PriorResult) -> tuple[str, str | None]:
