@@ -290,7 +290,11 @@ def create_engine(url: str, *, pool_size: int = 10, sqlite_cache_kib: int = 8192
 
         @event.listens_for(engine, "begin")
         def _begin(conn: Connection) -> None:
-            conn.exec_driver_sql("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
+            # straight on the driver: through exec_driver_sql this was half the cost of a
+            # read transaction (71 -> 45 us of CPU), and a search is one
+            dbapi = conn.connection.dbapi_connection
+            assert dbapi is not None
+            dbapi.execute("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
 
         return engine
     return sa_create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
