@@ -114,8 +114,12 @@ def now_utc() -> datetime:
     return datetime.now(UTC)
 
 
+@lru_cache(maxsize=64)
 def instant(dt: datetime) -> str:
-    """A UTC datetime as a FHIR instant (meta.lastUpdated, Last-Modified source)."""
+    """A UTC datetime as a FHIR instant (meta.lastUpdated, Last-Modified source).
+
+    Memoised: a batch stamps every resource it writes with one time (3% of the writer's CPU
+    went to formatting it again for each)."""
     if dt.tzinfo is not None:
         dt = dt.astimezone(UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

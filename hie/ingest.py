@@ -9,7 +9,6 @@ alone, and the batch's cursor commits with whatever landed.
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -529,7 +528,7 @@ class Ingestor:
                     expression=f"{rtype}.id",
                 )
         if not rid:
-            rid = uuid.uuid4().hex
+            rid = naming.new_id()
             minted.add((rtype, rid))
         if rtype == "Patient" and prev is not None and not explicit:
             # A hospital's LIS, PACS and HTTP clients each know part of the patient:

@@ -10,7 +10,6 @@ patient they belong to, so link, unlink and merge move rows without rewriting an
 from __future__ import annotations
 
 import re
-import uuid
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -102,7 +101,7 @@ class PatientRegistry:
 
     # -- writes -------------------------------------------------------------------------
     def new_patient(self, conn: Connection, now: datetime) -> str:
-        pid = uuid.uuid4().hex
+        pid = naming.new_id()
         _INSERT_EP(conn, {"id": pid, "created": now, "merged_into": None})
         return pid
 
