@@ -109,6 +109,12 @@ class Unprocessable(FhirError):
     status, code = 422, "processable"
 
 
+class Unavailable(FhirError):
+    """The database cannot be reached or is busy: nothing was done; the client may retry."""
+
+    status, code = 503, "transient"
+
+
 def operation_outcome(issues: list[Issue]) -> dict[str, Any]:
     return {"resourceType": "OperationOutcome", "issue": [i.to_json() for i in issues]}
 

@@ -1,8 +1,8 @@
 """The app factory: ``create_app(settings)`` builds the exchange and its HTTP edge.
 
 Every error leaves as an OperationOutcome: domain errors (``FhirError``) with their own
-status, request-shape errors as 400, unknown routes as 404, anything unexpected as a 500
-whose traceback goes to the log only.
+status, request-shape errors as 400, unknown routes as 404, a database that cannot be reached
+as 503 with Retry-After, anything unexpected as a 500 whose traceback goes to the log only.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import orjson
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response
+from sqlalchemy.exc import OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from hie.api import fhir as fhir_routes
@@ -20,7 +21,15 @@ from hie.api import patients, recognition
 from hie.api.deps import lifespan
 from hie.api.responses import error, fhir
 from hie.exchange import Exchange
-from hie.outcome import FhirError, Invalid, Issue, MethodNotAllowed, NotFound, operation_outcome
+from hie.outcome import (
+    FhirError,
+    Invalid,
+    Issue,
+    MethodNotAllowed,
+    NotFound,
+    Unavailable,
+    operation_outcome,
+)
 from hie.services import build_exchange
 from hie.settings import Settings
 from hie.writes import Writer
@@ -62,6 +71,18 @@ def create_app(settings: Settings, exchange: Exchange | None = None) -> FastAPI:
         return fhir(
             orjson.dumps(operation_outcome([Issue(str(exc.detail), "processing")])),
             exc.status_code,
+        )
+
+    @app.exception_handler(OperationalError)
+    async def _database_unavailable(_: Request, exc: OperationalError) -> Response:
+        # a lost or refused connection, a failover, SQLite busy past its timeout: nothing
+        # was written (the transaction rolled back), so the client may simply retry
+        log.warning("database unavailable: %s", exc.orig)
+        return error(
+            Unavailable(
+                "The database is unavailable; nothing was changed. Retry shortly.",
+                headers={"Retry-After": "5"},
+            )
         )
 
     @app.exception_handler(Exception)
