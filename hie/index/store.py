@@ -297,7 +297,12 @@ def create_engine(url: str, *, pool_size: int = 10, sqlite_cache_kib: int = 8192
             dbapi.execute("BEGIN IMMEDIATE" if conn.info.get("write") else "BEGIN")
 
         return engine
-    return sa_create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+    # No pre-ping: it cost a round trip on every checkout, a third of a search's time on
+    # PostgreSQL. A connection the server dropped (restart, failover) fails its request with a
+    # 503 the client retries; SQLAlchemy then invalidates the whole pool, so each process
+    # reconnects after one such answer. Recycling bounds a connection's life below the idle
+    # timeouts of the proxies and poolers met in front of PostgreSQL.
+    return sa_create_engine(url, pool_size=pool_size, max_overflow=pool_size, pool_recycle=1800)
 
 
 class Store:
