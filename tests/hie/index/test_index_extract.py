@@ -82,7 +82,10 @@ def test_imaging_study_uid_modality_and_body_site() -> None:
 def test_status_is_a_row_column_not_a_token() -> None:
     """Search reads status from the type index (hie.index.search ``Param.row``); a token row
     per result for it was a quarter of search_token (migration 0007 deleted them)."""
-    for res in (observation("Patient/p", status="amended"), imaging_study("Patient/p", uid="1.2.3")):
+    for res in (
+        observation("Patient/p", status="amended"),
+        imaging_study("Patient/p", uid="1.2.3"),
+    ):
         ex = extract(res)
         assert ex.row["status"] == res["status"]
         assert [t for t in ex.tokens if t[0] == "status"] == []
