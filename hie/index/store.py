@@ -16,7 +16,18 @@ from datetime import datetime
 from typing import Any
 
 import orjson
-from sqlalchemy import Connection, Engine, and_, bindparam, delete, event, insert, select, update
+from sqlalchemy import (
+    Connection,
+    Engine,
+    and_,
+    bindparam,
+    delete,
+    event,
+    insert,
+    select,
+    tuple_,
+    update,
+)
 from sqlalchemy import create_engine as sa_create_engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import StaticPool
@@ -481,23 +492,26 @@ class Store:
         """
         if not record_ids:
             return 0
+        records = list(record_ids)
         moved = conn.execute(
-            select(R.c.type, R.c.id).where(R.c.record_id.in_(list(record_ids)))
-        ).all()
-        conn.execute(
-            update(R).where(R.c.record_id.in_(list(record_ids))).values(patient_id=new_patient)
-        )
-        for rtype, rid in moved:
+            update(R).where(R.c.record_id.in_(records)).values(patient_id=new_patient)
+        ).rowcount
+        # The rows keyed by (type, id) follow in one statement per table, whatever the count
+        # of results moved (a merge moves a patient's whole history).
+        of_records = select(R.c.type, R.c.id).where(R.c.record_id.in_(records))
+        for table, key in ((TOKEN, TOKEN.c.res_id), (RV, RV.c.id)):
             conn.execute(
-                update(TOKEN)
-                .where(TOKEN.c.type == rtype, TOKEN.c.res_id == rid)
+                update(table)
+                .where(tuple_(table.c.type, key).in_(of_records))
                 .values(patient_id=new_patient)
             )
-            _PATIENT_RV(conn, {"_type": rtype, "_id": rid, "_patient": new_patient})
-            table = TYPE_INDEX.get(rtype)
-            if table is not None and "patient_id" in table.c:
-                conn.execute(update(table).where(table.c.id == rid).values(patient_id=new_patient))
-        return len(moved)
+        for rtype, table in TYPE_INDEX.items():
+            if "patient_id" in table.c:
+                ids = select(R.c.id).where(R.c.record_id.in_(records), R.c.type == rtype)
+                conn.execute(
+                    update(table).where(table.c.id.in_(ids)).values(patient_id=new_patient)
+                )
+        return int(moved)
 
     # -- reads --------------------------------------------------------------------------
     def get(self, rtype: str, rid: str) -> Current | None:

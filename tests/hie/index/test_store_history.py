@@ -7,9 +7,10 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import select
 
 from hie.exchange import Exchange
-from hie.index.store import RV, Store
+from hie.index.store import RV, TOKEN, TYPE_INDEX, R, Store
 from tests.hie.api.api_builders import observation
 
+OBS = TYPE_INDEX["Observation"]
 T0 = datetime(2026, 11, 3, 10, tzinfo=UTC)
 
 
@@ -48,6 +49,13 @@ def test_history_rows_follow_their_patient(exchange: Exchange) -> None:
     with store.write() as conn:  # a link or merge moves the record's rows, history included
         assert store.repoint_patient(conn, "p2", record_ids=["r1"]) == 1
     assert _history_patients(store) == [(1, "p2")]
+    with store.read() as conn:  # and every other row keyed by the resource
+        tokens = set(
+            conn.execute(select(TOKEN.c.patient_id).where(TOKEN.c.res_id == "o1")).scalars()
+        )
+        indexed = conn.execute(select(OBS.c.patient_id).where(OBS.c.id == "o1")).scalar_one()
+        current = conn.execute(select(R.c.patient_id).where(R.c.id == "o1")).scalar_one()
+    assert tokens == {"p2"} and indexed == current == "p2"
     with store.write() as conn:
         store.set_patient(conn, "Observation", "o1", "p3")
     assert _history_patients(store) == [(1, "p3")]
