@@ -53,15 +53,20 @@ def _send_all(port: int, senders: int, each: int) -> dict[str, str]:
     return acks
 
 
-def test_concurrent_senders_share_commits_and_each_gets_its_ack() -> None:
-    ingest = SlowIngest()
+def _listen_and_send(ingest: SlowIngest, *, senders: int, each: int) -> dict[str, str]:
+    """A listener on a free port over ``ingest``, the senders' ACK codes by message."""
     running = run_in_thread(
         MllpListener(ingest, MllpConfig(hospital_id="szph"), clock=lambda: NOW), "127.0.0.1", 0
     )
     try:
-        acks = _send_all(running.port, senders=10, each=5)
+        return _send_all(running.port, senders=senders, each=each)
     finally:
         running.stop()
+
+
+def test_concurrent_senders_share_commits_and_each_gets_its_ack() -> None:
+    ingest = SlowIngest()
+    acks = _listen_and_send(ingest, senders=10, each=5)
     assert acks == {f"G{n}-{i}": "AA" for n in range(10) for i in range(5)}
     assert sorted(ingest.keys) == sorted(f"MSH-10 {k}" for k in acks)  # each exactly once
     assert max(ingest.sizes) > 1  # some commits held several senders' messages
@@ -70,13 +75,7 @@ def test_concurrent_senders_share_commits_and_each_gets_its_ack() -> None:
 
 def test_a_batch_refused_as_a_whole_is_retried_unit_by_unit() -> None:
     ingest = SlowIngest(poison="MSH-10 G3-2")
-    running = run_in_thread(
-        MllpListener(ingest, MllpConfig(hospital_id="szph"), clock=lambda: NOW), "127.0.0.1", 0
-    )
-    try:
-        acks = _send_all(running.port, senders=8, each=4)
-    finally:
-        running.stop()
+    acks = _listen_and_send(ingest, senders=8, each=4)
     assert acks.pop("G3-2") == "AR"  # the sender is asked to send it again
     assert set(acks.values()) == {"AA"}
     assert sorted(ingest.keys) == sorted(f"MSH-10 {k}" for k in acks)
