@@ -130,9 +130,11 @@ class PriorResults:
         """The patient's candidate results, and the stored JSON of each current one by ref.
 
         A fixed number of statements whatever the patient's history: the requested codes'
-        results (token index, bodies joined in), panel members not among them, their
-        specimens, the older versions of every corrected result, and imaging studies if
-        imaging was asked. Each body is read and parsed once.
+        results (token index, bodies joined in), their specimens, the older versions of every
+        corrected result, and imaging studies if imaging was asked. Each body is read and
+        parsed once. The members of a panel that are not among them are read only if the
+        engine asks (:meth:`members`): it needs them only for a panel that passes its own
+        checks, and most panels in a patient's history are out of their window.
         """
         wanted, imaging = self._wanted_loinc(req.codes)
         params = {"patient": req.patient_id, "codes": sorted(wanted), "since": req.at - LOOKBACK}
@@ -140,22 +142,36 @@ class PriorResults:
         hits = conn.execute(_HITS, params).all()
         rows: dict[tuple[str, str], Any] = {(r.type, r.id): r for r in hits}
         docs = {key: orjson.loads(r.body) for key, r in rows.items()}
-        # Panels need their members even when a member's own code was not asked for.
-        members: set[str] = set()
-        for (rtype, _), doc in docs.items():
-            if rtype != "DiagnosticReport":
-                continue
-            for ref in doc.get("result") or []:
-                target = ref.get("reference", "") if isinstance(ref, dict) else ""
-                if target.startswith("Observation/"):
-                    members.add(target.split("/", 1)[1])
-        members -= {rid for rtype, rid in rows if rtype == "Observation"}
-        if members:
-            self._add(conn, rows, docs, _BODIES, {"type": "Observation", "ids": sorted(members)})
         if imaging:
             self._add(conn, rows, docs, _STUDIES, {"patient": req.patient_id})
+        out = self._results(conn, rows, docs)
+        return out, {f"{t}/{i}": r.body for (t, i), r in rows.items()}
+
+    def members(self, conn: Connection, refs: Iterable[str]) -> list[PriorResult]:
+        """The current version of each ``Observation/id`` in ``refs``, as candidates."""
+        ids = sorted({ref.split("/", 1)[1] for ref in refs if ref.startswith("Observation/")})
+        if not ids:
+            return []
+        rows: dict[tuple[str, str], Any] = {}
+        docs: dict[tuple[str, str], JSON] = {}
+        self._add(conn, rows, docs, _BODIES, {"type": "Observation", "ids": ids})
+        return self._results(conn, rows, docs, history=False)
+
+    def _results(
+        self,
+        conn: Connection,
+        rows: dict[tuple[str, str], Any],
+        docs: dict[tuple[str, str], JSON],
+        *,
+        history: bool = True,
+    ) -> list[PriorResult]:
+        """Candidates from stored rows: specimens resolved, earlier versions added."""
         specimens = self._specimens(conn, docs.values())
-        history = self._history(conn, [key for key, r in rows.items() if r.version_id > 1])
+        versions = (
+            self._history(conn, [key for key, r in rows.items() if r.version_id > 1])
+            if history
+            else {}
+        )
         out = []
         for key, doc in docs.items():
             hospital_id = rows[key].hospital_id
@@ -166,13 +182,13 @@ class PriorResults:
             if pr is not None:
                 out.append(pr)
             # Earlier versions go in too: the engine marks them superseded by the correction.
-            for old in history.get(key, ()):
+            for old in versions.get(key, ()):
                 if old.get("meta", {}).get("versionId") == doc["meta"]["versionId"]:
                     continue
                 prev = prior_result(old, hospital_id=hospital_id, zone=self.zone)
                 if prev is not None:
                     out.append(prev)
-        return out, {f"{t}/{i}": r.body for (t, i), r in rows.items()}
+        return out
 
     @staticmethod
     def _add(
@@ -223,16 +239,17 @@ class PriorResults:
             raise Invalid(f"Unknown requesting hospital {req.requester!r}", expression="requester")
         with self.store.read() as conn:
             results, stored = self.gather(conn, req)
-        assessment = evaluate(
-            results,
-            req.codes,
-            req.requester,
-            req.at,
-            self.rules.catalogue,
-            self.profiles,
-            self.credentials,
-            self.rules.policy,
-        )
+            assessment = evaluate(
+                results,
+                req.codes,
+                req.requester,
+                req.at,
+                self.rules.catalogue,
+                self.profiles,
+                self.credentials,
+                self.rules.policy,
+                members=lambda refs: self.members(conn, refs),
+            )
         refs = {a.result.ref for a in assessment.results} | {p.ref for p in assessment.pending}
         bodies = {ref: stored[ref] for ref in refs if ref in stored}
         row = self.decisions.lookup_row(

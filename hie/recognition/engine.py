@@ -19,7 +19,7 @@ the catalogue and scope CodeSystems, and hie's choices documented in ``docs/reco
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, tzinfo
 from typing import Protocol
@@ -59,13 +59,17 @@ def evaluate(
     credentials: Iterable[LabCredential],
     policy: RecognitionPolicy,
     pending_orders: Iterable[PendingOrder] = (),
+    members: MemberSource | None = None,
 ) -> Assessment:
     """Judge every candidate result for the requested items, as seen at instant ``at``.
 
     ``results`` are the patient's results from the index (any hospital, any status, older
     versions included); results dated after ``at`` are ignored, so ``at`` in the past replays
-    what the engine would have said then. Raises :class:`~hie.outcome.Invalid` for a naive
-    ``at`` or an unknown requesting hospital.
+    what the engine would have said then. A panel's members may be among them or come from
+    ``members``, which the engine calls once, with the references of the members it lacks of
+    the panels that pass their own checks (only those need their members: to know whether
+    they are complete). Raises :class:`~hie.outcome.Invalid` for a naive ``at`` or an unknown
+    requesting hospital.
     """
     if at.tzinfo is None or at.utcoffset() is None:
         raise Invalid("'at' must be an instant with a time zone offset", expression="at")
@@ -84,8 +88,11 @@ def evaluate(
         hospitals=dict(profiles),
         credentials=tuple(credentials),
     )
-    return run.assess(list(results), list(requested_codes), list(pending_orders))
+    return run.assess(list(results), list(requested_codes), list(pending_orders), members)
 
+
+# Reads the current version of each "Type/id" it is given; unknown references are left out.
+MemberSource = Callable[[list[str]], Iterable[PriorResult]]
 
 # A credential with the key the best one is picked by (see _Run.held_by).
 _Held = tuple[tuple[bool, str, date, int], LabCredential]
@@ -135,14 +142,14 @@ class _Run:
         results: list[PriorResult],
         requested_codes: list[Code],
         orders: list[PendingOrder],
+        members: MemberSource | None = None,
     ) -> Assessment:
         self._resolve_requests(requested_codes)
-        visible = [
-            r
-            for r in results
-            if r.effective <= self.at and (r.issued is None or r.issued <= self.at)
-        ]
+        visible = self._visible(results)
         self._find_superseded(visible)
+        if members is not None and (lacking := self._lacking_members(visible)):
+            visible += self._visible(members(lacking))
+            self._find_superseded(visible)
         assessed: list[AssessedResult] = []
         for r in visible:
             relates = self._relates(r)
@@ -165,6 +172,21 @@ class _Run:
             coverage=coverage,
             pending=tuple(pending),
         )
+
+    def _visible(self, results: Iterable[PriorResult]) -> list[PriorResult]:
+        at = self.at
+        return [r for r in results if r.effective <= at and (r.issued is None or r.issued <= at)]
+
+    def _lacking_members(self, visible: list[PriorResult]) -> list[str]:
+        """Members not among ``visible`` of the answered panels that pass their own checks."""
+        lacking: dict[str, None] = {}
+        for r in visible:
+            item = self._item(r) if r.members else None
+            if item is None or not item.is_panel:
+                continue
+            if self._relates(r) and not self._checked(r, notes=False).failed:
+                lacking.update((m, None) for m in r.members if m not in self.latest)
+        return list(lacking)
 
     def _resolve_requests(self, codes: list[Code]) -> None:
         seen: set[Code] = set()
@@ -457,17 +479,19 @@ class _Run:
     def _covers(
         self, r: PriorResult, recognised: bool, relates: list[Code]
     ) -> tuple[tuple[Code, ...], tuple[str, ...]]:
-        """Requested codes this result stands in for, and (panels) components it lacks."""
+        """Requested codes this result stands in for, and (panels) components it lacks.
+
+        Only a recognised panel is asked what it lacks: one that fails its own checks covers
+        nothing whatever its members, and listing every component as missing told no one
+        anything (and made the engine fetch and judge members of every old panel)."""
         item = self._item(r)
-        if item is None:
+        if item is None or not recognised:
             return (), ()
         missing: tuple[str, ...] = ()
         present: set[str] = set()
         if item.is_panel:
             present = self._recognised_members(r)
             missing = tuple(c for c in item.components if c not in present)
-        if not recognised:
-            return (), missing
         covers: list[Code] = []
         for q in relates:
             wanted = self.catalogue.resolve(q)

@@ -73,6 +73,41 @@ def test_li_na_at_szph_gets_recognised_and_reference_only_results(demo: LiveServ
     assert any("58410-2: covered" in i["diagnostics"] for i in outcome["issue"])
 
 
+def test_a_panel_found_through_one_member_reads_its_other_members(demo: LiveServer) -> None:
+    """Asked for haemoglobin only, the CBC report relates; its other members are not among
+    the hits (their codes were not asked for), so the index reads them on demand to know the
+    panel is complete: no component may be reported missing."""
+    with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
+        r = c.get(
+            "/Patient/$prior-results",
+            params={
+                "patient.identifier": f"{naming.mrn('pkuszh')}|PK2002",
+                "code": "718-7",
+                "at": AT,
+            },
+        )
+    assert r.status_code == 200, r.text
+    reports = [
+        {x["url"]: x for x in e["extension"][0]["extension"]}
+        for e in r.json()["entry"]
+        if e["resource"]["resourceType"] == "DiagnosticReport"
+    ]
+    assert reports, "the CBC report relates to haemoglobin"
+    recognised = [p for p in reports if p["verdict"]["valueCoding"]["code"] == "recognised"]
+    assert recognised
+    for parts in recognised:
+        assert "missing" not in parts
+        assert parts["covers"]["valueCoding"]["code"] == "718-7"
+    types = {e["resource"]["resourceType"] for e in r.json()["entry"]}
+    # The members read for the check are not answered: only haemoglobin and its panels are.
+    codes = {
+        e["resource"]["code"]["coding"][0]["code"]
+        for e in r.json()["entry"]
+        if e["resource"]["resourceType"] == "Observation"
+    }
+    assert codes == {"718-7"} and types == {"Observation", "DiagnosticReport", "OperationOutcome"}
+
+
 def test_decisions_are_recorded_withdrawn_and_counted(demo: LiveServer) -> None:
     with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
         bundle = c.get(

@@ -16,7 +16,7 @@ from zoneinfo import ZoneInfo
 
 from hie.naming import LOINC
 from hie.recognition.catalogue import Catalogue
-from hie.recognition.engine import evaluate
+from hie.recognition.engine import MemberSource, evaluate
 from hie.recognition.model import (
     AssessedResult,
     Assessment,
@@ -107,6 +107,7 @@ class World:
         orders: Iterable[PendingOrder] = (),
         credentials: Iterable[LabCredential] | None = None,
         catalogue: Catalogue | None = None,
+        members: MemberSource | None = None,
     ) -> Assessment:
         return evaluate(
             list(results),
@@ -118,6 +119,7 @@ class World:
             self.credentials if credentials is None else tuple(credentials),
             self.policy,
             pending_orders=orders,
+            members=members,
         )
 
     def one(

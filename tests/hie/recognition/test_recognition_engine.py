@@ -467,6 +467,44 @@ def test_members_from_another_hospital_do_not_complete_a_panel(world: World) -> 
     assert verdict.missing == CBC_REQUIRED
 
 
+def test_members_not_passed_in_are_asked_for_once(world: World) -> None:
+    """Asked for haemoglobin, the index passes the report and haemoglobin; the engine asks
+    for the report's other members (once, all together) to know the panel is complete."""
+    results = _cbc(world)
+    report, members = results[0], {m.ref: m for m in results[1:]}
+    asked: list[list[str]] = []
+
+    def source(refs: list[str]) -> list[PriorResult]:
+        asked.append(refs)
+        return [members[r] for r in refs if r in members]
+
+    hgb = members["Observation/cbc-718-7"]
+    assessment = world.run([report, hgb], ["718-7"], members=source)
+    assert len(asked) == 1
+    assert sorted(asked[0]) == sorted(r for r in members if r != hgb.ref)
+    verdict = next(a.verdict for a in assessment.results if a.result.id == "cbc")
+    assert verdict.missing == () and verdict.covers == (loinc("718-7"),)
+    # Members read only for the check are not answered: they relate to nothing asked.
+    assert sorted(a.result.ref for a in assessment.results) == [report.ref, hgb.ref]
+
+
+def test_members_of_a_panel_that_fails_its_own_checks_are_not_asked_for(world: World) -> None:
+    results = _cbc(world)
+    report = replace(results[0], status="preliminary")
+    asked: list[list[str]] = []
+    assessment = world.run([report], ["718-7"], members=lambda refs: asked.append(refs) or [])
+    verdict = assessment.results[0].verdict
+    assert asked == []
+    assert (verdict.reason, verdict.covers, verdict.missing) == ("not-final", (), ())
+
+
+def test_a_reference_only_panel_lists_nothing_missing(world: World) -> None:
+    """Only a panel that could stand in says what it lacks; an expired one covers nothing."""
+    assessment = world.run(_cbc(world, skip=("777-3",)), ["58410-2"], when="2027-06-01T09:00:00")
+    verdict = next(a.verdict for a in assessment.results if a.result.id == "cbc")
+    assert (verdict.reason, verdict.missing) == ("expired", ())
+
+
 # --- pending elsewhere ----------------------------------------------------------------------
 
 
