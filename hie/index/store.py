@@ -336,8 +336,17 @@ class Store:
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
-        with self.engine.connect() as conn, conn.begin():
-            yield conn
+        """A read: one snapshot on SQLite; on PostgreSQL no transaction at all.
+
+        PostgreSQL's READ COMMITTED gives each statement its own snapshot inside a
+        transaction too, so BEGIN and COMMIT bought a read nothing but two of its four round
+        trips (a search: BEGIN, patient, search, COMMIT). In autocommit the driver sends none.
+        """
+        with self.engine.connect() as conn:
+            if self.dialect == "postgresql":
+                conn.execution_options(isolation_level="AUTOCOMMIT")
+            with conn.begin():
+                yield conn
 
     # -- resources ----------------------------------------------------------------------
     def current(self, conn: Connection, rtype: str, rid: str) -> Current | None:

@@ -44,7 +44,7 @@ def _seed(exchange: Exchange) -> None:
 
 def _plan(exchange: Exchange, rtype: str, params: list[tuple[str, str]]) -> list[str]:
     searcher = exchange.searcher
-    with exchange.store.read() as conn:
+    with exchange.store.write() as conn:  # SET LOCAL needs a transaction; reads have none
         query = searcher.parse(conn, rtype, params, strict=True)
         assert not query.impossible, params
         stmt, _ = searcher.statement(query)
