@@ -9,7 +9,9 @@ every row is written at once. Written for issue 8 (lookups).
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -93,6 +95,29 @@ def _serve(app: FastAPI, paths: list[str], headers: dict[str, str]) -> list[int]
                 return [(await c.get(p, headers=headers)).status_code for p in paths]
 
     return asyncio.run(run())
+
+
+@pytest.fixture(autouse=True)
+def _unfreeze() -> Iterator[None]:
+    """The lifespan freezes the heap (see the next test); the test process gets it back."""
+    yield
+    gc.unfreeze()
+
+
+def test_start_up_freezes_the_heap_it_built(settings: Settings, exchange: Exchange) -> None:
+    """Objects alive once the app has started are out of every later collection's reach."""
+    app = create_app(settings, exchange)
+    gc.unfreeze()
+    frozen: list[int] = []
+
+    async def run() -> None:
+        async with app.router.lifespan_context(app):
+            frozen.append(gc.get_freeze_count())
+            assert gc.is_tracked(app.state.exchange.searcher)
+            assert not any(o is app.state.exchange.searcher for o in gc.get_objects())
+
+    asyncio.run(run())
+    assert frozen and frozen[0] > 0
 
 
 def test_the_app_writes_queued_reads_at_shutdown(settings: Settings, exchange: Exchange) -> None:
