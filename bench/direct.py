@@ -36,7 +36,7 @@ from hie import naming
 from hie.fhirtime import instant
 from hie.index.extract import extract
 from hie.index.patients import MASTER_TAG
-from hie.index.store import content_hash
+from hie.index.store import content_hash, result_facts
 
 JSON = dict[str, Any]
 NOW = datetime(2025, 1, 1, tzinfo=UTC)
@@ -136,6 +136,8 @@ class Rows:
                     "deleted": False,
                     "content_hash": content_hash(res),
                     "body": body,
+                    # as stored: after the rewrite, the members' references are the ids
+                    "facts": result_facts(res if local else body_json),
                 }
             ]
         }

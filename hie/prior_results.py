@@ -36,7 +36,14 @@ from hie.recognition import (
     evaluate,
     lookup_from,
 )
-from hie.recognition.candidates import prior_result, specimen_type
+from hie.recognition.candidates import (
+    Facts,
+    facts,
+    from_facts,
+    prior_result,
+    specimen_reference,
+    specimen_type,
+)
 from hie.recognition.model import Code
 
 JSON = dict[str, Any]
@@ -73,12 +80,6 @@ def parse_at(value: str | None, tz: str) -> datetime:
         return parse_range(value, tz)[0]
     except BadDate as exc:
         raise Invalid(f"at: {exc}", expression="at") from None
-
-
-def _specimen_ref(doc: JSON) -> str | None:
-    spec = doc.get("specimen")
-    ref = spec.get("reference") if isinstance(spec, dict) else None
-    return ref if isinstance(ref, str) else None
 
 
 class PriorResults:
@@ -138,13 +139,12 @@ class PriorResults:
         """
         wanted, imaging = self._wanted_loinc(req.codes)
         params = {"patient": req.patient_id, "codes": sorted(wanted), "since": req.at - LOOKBACK}
-        # .all(): one fetchall, not a fetchone per row (issue 8 profile: ~15% of the fetch)
-        hits = conn.execute(_HITS, params).all()
-        rows: dict[tuple[str, str], Any] = {(r.type, r.id): r for r in hits}
-        docs = {key: orjson.loads(r.body) for key, r in rows.items()}
+        rows: dict[tuple[str, str], Any] = {}
+        found: dict[tuple[str, str], Facts] = {}
+        self._add(conn, rows, found, _HITS, params)
         if imaging:
-            self._add(conn, rows, docs, _STUDIES, {"patient": req.patient_id})
-        out = self._results(conn, rows, docs)
+            self._add(conn, rows, found, _STUDIES, {"patient": req.patient_id})
+        out = self._results(conn, rows, found)
         return out, {f"{t}/{i}": r.body for (t, i), r in rows.items()}
 
     def members(self, conn: Connection, refs: Iterable[str]) -> list[PriorResult]:
@@ -153,39 +153,40 @@ class PriorResults:
         if not ids:
             return []
         rows: dict[tuple[str, str], Any] = {}
-        docs: dict[tuple[str, str], JSON] = {}
-        self._add(conn, rows, docs, _BODIES, {"type": "Observation", "ids": ids})
-        return self._results(conn, rows, docs, history=False)
+        found: dict[tuple[str, str], Facts] = {}
+        self._add(conn, rows, found, _BODIES, {"type": "Observation", "ids": ids})
+        return self._results(conn, rows, found, history=False)
 
     def _results(
         self,
         conn: Connection,
         rows: dict[tuple[str, str], Any],
-        docs: dict[tuple[str, str], JSON],
+        found: dict[tuple[str, str], Facts],
         *,
         history: bool = True,
     ) -> list[PriorResult]:
         """Candidates from stored rows: specimens resolved, earlier versions added."""
-        specimens = self._specimens(conn, docs.values())
+        specimens = self._specimens(conn, found.values())
         versions = (
             self._history(conn, [key for key, r in rows.items() if r.version_id > 1])
             if history
             else {}
         )
         out = []
-        for key, doc in docs.items():
+        zone = self.zone
+        for key, f in found.items():
             hospital_id = rows[key].hospital_id
             if not hospital_id:
                 continue
-            specimen = specimens.get(_specimen_ref(doc))
-            pr = prior_result(doc, hospital_id=hospital_id, specimen=specimen, zone=self.zone)
+            specimen = specimens.get(specimen_reference(f))
+            pr = from_facts(f, hospital_id=hospital_id, specimen=specimen, zone=zone)
             if pr is not None:
                 out.append(pr)
             # Earlier versions go in too: the engine marks them superseded by the correction.
             for old in versions.get(key, ()):
-                if old.get("meta", {}).get("versionId") == doc["meta"]["versionId"]:
+                if old.get("meta", {}).get("versionId") == (pr.version if pr else None):
                     continue
-                prev = prior_result(old, hospital_id=hospital_id, zone=self.zone)
+                prev = prior_result(old, hospital_id=hospital_id, zone=zone)
                 if prev is not None:
                     out.append(prev)
         return out
@@ -194,18 +195,24 @@ class PriorResults:
     def _add(
         conn: Connection,
         rows: dict[tuple[str, str], Any],
-        docs: dict[tuple[str, str], JSON],
+        found: dict[tuple[str, str], Facts],
         stmt: Any,
         params: JSON,
     ) -> None:
+        """Rows of ``stmt`` not seen yet, and their facts (stored beside each result since
+        migration 0009; a row written before has none, and its body is read instead).
+        .all(): one fetchall, not a fetchone per row (issue 8 profile: ~15% of the fetch)."""
         for r in conn.execute(stmt, params).all():
             key = (r.type, r.id)
-            if key not in rows:
+            if key in rows:
+                continue
+            f = orjson.loads(r.facts) if r.facts else facts(orjson.loads(r.body))
+            if f is not None:
                 rows[key] = r
-                docs[key] = orjson.loads(r.body)
+                found[key] = f
 
-    def _specimens(self, conn: Connection, docs: Iterable[JSON]) -> dict[str | None, str | None]:
-        refs = {_specimen_ref(d) for d in docs} - {None}
+    def _specimens(self, conn: Connection, found: Iterable[Facts]) -> dict[str | None, str | None]:
+        refs = {specimen_reference(f) for f in found} - {None}
         ids = sorted({r.split("/", 1)[1] for r in refs if r and r.startswith("Specimen/")})
         if not ids:
             return {}
@@ -280,7 +287,7 @@ _TOKENS = (
     .distinct()
     .subquery()
 )
-_COLUMNS = (R.c.type, R.c.id, R.c.hospital_id, R.c.version_id, R.c.body)
+_COLUMNS = (R.c.type, R.c.id, R.c.hospital_id, R.c.version_id, R.c.body, R.c.facts)
 _HITS = select(*_COLUMNS).join(
     _TOKENS, and_(R.c.type == _TOKENS.c.type, R.c.id == _TOKENS.c.res_id)
 )

@@ -35,6 +35,7 @@ from sqlalchemy.pool import StaticPool
 from hie.fhirtime import instant
 from hie.index import tables as t
 from hie.index.extract import extract
+from hie.recognition.candidates import facts
 
 JSON = dict[str, Any]
 
@@ -53,13 +54,16 @@ HIDDEN_STATUSES = frozenset({"entered-in-error"})
 # Statements built once, executed with parameter dicts: SQLAlchemy then reuses the compiled
 # form from its cache. Building ``insert(R).values(**row)`` per call costs more Python time
 # (coercion, cache keys) than the SQLite write itself; profiles of a bulk load showed it.
-_CURRENT = select(R).where(R.c.type == bindparam("_type"), R.c.id == bindparam("_id"))
-_BY_SOURCE = select(R).where(
+# A resource's row as Current holds it: everything but the recognition facts, which only
+# $prior-results reads (hie.prior_results).
+_ROW = select(*(c for c in R.c if c.name != "facts"))
+_CURRENT = _ROW.where(R.c.type == bindparam("_type"), R.c.id == bindparam("_id"))
+_BY_SOURCE = _ROW.where(
     R.c.type == bindparam("_type"),
     R.c.hospital_id == bindparam("_hospital"),
     R.c.source_id == bindparam("_source"),
 )
-_BY_SOURCE_NO_HOSPITAL = select(R).where(
+_BY_SOURCE_NO_HOSPITAL = _ROW.where(
     R.c.type == bindparam("_type"), R.c.hospital_id.is_(None), R.c.source_id == bindparam("_source")
 )
 
@@ -255,6 +259,13 @@ class Current:
     deleted: bool
     content_hash: str
     body: bytes
+    facts: bytes | None = None  # read by $prior-results only; the store's own reads skip it
+
+
+def result_facts(resource: JSON) -> bytes | None:
+    """The recognition facts stored beside a result's body (None for other types)."""
+    found = facts(resource)
+    return None if found is None else orjson.dumps(found)
 
 
 def content_hash(resource: JSON) -> str:
@@ -404,6 +415,7 @@ class Store:
             "deleted": False,
             "content_hash": digest or content_hash(resource),
             "body": body,
+            "facts": result_facts(body_json),
         }
         queue = buffer if buffer is not None and prev is None else None
 

@@ -86,6 +86,9 @@ class Resource(SQLModel, table=True):
     deleted: bool = False
     content_hash: str = Field(max_length=64)
     body: bytes = Field(sa_column=Column(LargeBinary, nullable=False))
+    # what the recognition engine reads of a result (hie.recognition.candidates.facts), so
+    # $prior-results need not parse the body; None for other types and rows from before 0009
+    facts: bytes | None = Field(default=None, sa_column=Column(LargeBinary, nullable=True))
 
 
 class ResourceVersion(SQLModel, table=True):

@@ -184,7 +184,7 @@ class _Run:
             item = self._item(r) if r.members else None
             if item is None or not item.is_panel:
                 continue
-            if self._relates(r) and not self._checked(r, notes=False).failed:
+            if self._relates(r) and not self._checked(r).failed:  # answered: checked in full
                 lacking.update((m, None) for m in r.members if m not in self.latest)
         return list(lacking)
 

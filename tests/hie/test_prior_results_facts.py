@@ -1,0 +1,67 @@
+"""The recognition facts stored beside each result (``resource.facts``, migration 0009).
+
+``$prior-results`` builds its candidates from them instead of parsing each body. They must say
+what the body says, and a row written before 0009 (no facts) must give the same candidates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import orjson
+from sqlalchemy import select, update
+
+from hie import naming
+from hie.demo import load_demo
+from hie.exchange import Exchange
+from hie.index.store import R, result_facts
+from hie.prior_results import Request, parse_at, parse_code
+from hie.recognition.candidates import RESULT_TYPES
+from hie.services import attach_recognition
+from hie.settings import Settings
+
+CODES = ("58410-2", "718-7", "4548-4", "2823-3", "57698-3")
+
+
+def _demo(settings: Settings, exchange: Exchange, tmp_path: Path) -> None:
+    load_demo(settings, tmp_path / "fixtures", exchange)
+    attach_recognition(exchange)
+
+
+def test_each_result_stores_the_facts_of_its_body(
+    settings: Settings, exchange: Exchange, tmp_path: Path
+) -> None:
+    _demo(settings, exchange, tmp_path)
+    with exchange.store.read() as conn:
+        rows = conn.execute(select(R.c.type, R.c.body, R.c.facts)).all()
+    kinds = {r.type for r in rows if r.facts is not None}
+    assert kinds == {"Observation", "DiagnosticReport", "ImagingStudy"}
+    for r in rows:
+        assert r.facts == result_facts(orjson.loads(r.body)), r.type
+        assert (r.facts is None) == (r.type not in RESULT_TYPES)
+
+
+def test_rows_without_facts_give_the_same_candidates(
+    settings: Settings, exchange: Exchange, tmp_path: Path
+) -> None:
+    """Rows from before migration 0009 have none: their bodies are read instead."""
+    _demo(settings, exchange, tmp_path)
+    service = exchange.prior_results
+    with exchange.store.read() as conn:
+        patient = exchange.registry.by_identifier(conn, naming.mrn("pkuszh"), "PK2002")
+    assert patient is not None
+    req = Request(
+        patient_id=patient,
+        codes=tuple(parse_code(c) for c in CODES),
+        requester="szph",
+        at=parse_at("2026-11-25T10:00:00+08:00", settings.timezone),
+    )
+    with exchange.store.read() as conn:
+        with_facts = service.gather(conn, req)
+    with exchange.store.write() as conn:
+        conn.execute(update(R).values(facts=None))
+    with exchange.store.read() as conn:
+        from_bodies = service.gather(conn, req)
+    assert len(with_facts[0]) > 5
+    assert sorted(with_facts[0], key=repr) == sorted(from_bodies[0], key=repr)
+    assert with_facts[1] == from_bodies[1]
