@@ -10,10 +10,10 @@ lookup in the savings ledger. The HTTP route, the CDS Hooks service and the SMAR
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
@@ -49,6 +49,12 @@ from hie.recognition.model import Code
 JSON = dict[str, Any]
 RESULT_TYPES = ("Observation", "DiagnosticReport")
 LOOKBACK = timedelta(days=3 * 365)  # older results are not even "reference-only" candidates
+
+
+class Answer(NamedTuple):
+    patient_id: str  # the exchange patient the answer is about
+    assessment: Assessment
+    bodies: dict[str, bytes]  # stored JSON of every result the assessment mentions, by ref
 
 
 @dataclass(frozen=True)
@@ -235,16 +241,25 @@ class PriorResults:
         return out
 
     def assess(
-        self, principal: Principal, req: Request, *, auditor: Auditor | None = None
-    ) -> tuple[Assessment, dict[str, bytes]]:
+        self,
+        principal: Principal,
+        req: Request,
+        *,
+        auditor: Auditor | None = None,
+        locate: Callable[[Connection], str] | None = None,
+    ) -> Answer:
         """The engine's answer and the stored JSON of every result it mentions.
 
+        ``locate`` finds the exchange patient (from a record id or an identifier) in the same
+        read as the results, instead of ``req.patient_id``: one read a request, not two.
         The lookup goes to the savings ledger through ``auditor`` (queued with the audit
         rows when it writes in the background), or in a transaction of its own without one.
         """
         if req.requester not in self.profiles:
             raise Invalid(f"Unknown requesting hospital {req.requester!r}", expression="requester")
         with self.store.read() as conn:
+            if locate is not None:
+                req = replace(req, patient_id=locate(conn))
             results, stored = self.gather(conn, req)
             assessment = evaluate(
                 results,
@@ -270,7 +285,7 @@ class PriorResults:
         else:
             with self.store.write() as conn:
                 conn.execute(insert(LOOKUP), [row])
-        return assessment, bodies
+        return Answer(req.patient_id, assessment, bodies)
 
 
 # Statements built once (SQLAlchemy then reuses their compiled form); lists are expanding

@@ -13,6 +13,7 @@ JSON or CSV.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import orjson
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
+from sqlalchemy import Connection
 
 from hie.api.deps import ExchangeDep, PrincipalDep
 from hie.api.responses import fhir, query_pairs, read_body
@@ -105,12 +107,18 @@ def _request(
 
 
 def _answer(
-    exchange: ExchangeDep, principal: PrincipalDep, patient_id: str, pairs: list[tuple[str, str]]
+    exchange: ExchangeDep,
+    principal: PrincipalDep,
+    locate: Callable[[Connection], str],
+    pairs: list[tuple[str, str]],
 ) -> Response:
+    """The answer for the patient ``locate`` finds (in the read that gathers the results)."""
     principal.require("Observation", "s")
     service = _service(exchange)
-    req = _request(exchange, principal, patient_id, pairs)
-    assessment, bodies = service.assess(principal, req, auditor=exchange.auditor)
+    req = _request(exchange, principal, "", pairs)
+    patient_id, assessment, bodies = service.assess(
+        principal, req, auditor=exchange.auditor, locate=locate
+    )
     extras: dict[str, bytes] = {}
     matches: list[tuple[str, str, bytes]] = []
     for a in assessment.results:
@@ -153,12 +161,32 @@ def _answer(
     return fhir(body)
 
 
-def _patient(exchange: ExchangeDep, any_id: str) -> str:
-    with exchange.store.read() as conn:
+def _by_id(exchange: ExchangeDep, any_id: str) -> Callable[[Connection], str]:
+    """Finds the exchange patient for an exchange patient or hospital record id."""
+
+    def locate(conn: Connection) -> str:
         found = exchange.registry.resolve(conn, any_id)
-    if found is None:
-        raise NotFound(f"Patient/{any_id} is not known", expression="Patient.id")
-    return str(found[0])
+        if found is None:
+            raise NotFound(f"Patient/{any_id} is not known", expression="Patient.id")
+        return str(found[0])
+
+    return locate
+
+
+def _by_identifier(exchange: ExchangeDep, identifier: str) -> Callable[[Connection], str]:
+    """Finds the exchange patient for one ``system|value`` identifier."""
+    system, value = identifier.split("|", 1)
+
+    def locate(conn: Connection) -> str:
+        patient_id = exchange.registry.by_identifier(conn, system, value)
+        if patient_id is None:
+            raise NotFound(
+                f"No patient with identifier {identifier} is known",
+                expression="patient.identifier",
+            )
+        return patient_id
+
+    return locate
 
 
 @router.api_route("/fhir/Patient/$prior-results", methods=["GET", "POST"])
@@ -171,15 +199,8 @@ async def prior_results_type(
         raise Invalid(
             "Give exactly one patient.identifier=system|value", expression="patient.identifier"
         )
-    system, value = idents[0].split("|", 1)
-    with exchange.store.read() as conn:
-        patient_id = exchange.registry.by_identifier(conn, system, value)
-    if patient_id is None:
-        raise NotFound(
-            f"No patient with identifier {idents[0]} is known", expression="patient.identifier"
-        )
     rest = [(k, v) for k, v in pairs if k != "patient.identifier"]
-    return _answer(exchange, principal, patient_id, rest)
+    return _answer(exchange, principal, _by_identifier(exchange, idents[0]), rest)
 
 
 @router.api_route("/fhir/Patient/{patient_id}/$prior-results", methods=["GET", "POST"])
@@ -187,7 +208,7 @@ async def prior_results(
     patient_id: str, request: Request, exchange: ExchangeDep, principal: PrincipalDep
 ) -> Response:
     pairs = await _params(request)
-    return _answer(exchange, principal, _patient(exchange, patient_id), pairs)
+    return _answer(exchange, principal, _by_id(exchange, patient_id), pairs)
 
 
 @router.get("/fhir/OperationDefinition/prior-results")
@@ -220,7 +241,8 @@ async def record_decision(
         raise Invalid("reason must be {code, text}", expression="reason")
     if not principal.hospital_id:
         raise Invalid("Only a hospital's client records decisions", expression="hospital")
-    patient_id = _patient(exchange, _str(doc, "patient", required=True) or "")
+    with exchange.store.read() as conn:
+        patient_id = _by_id(exchange, _str(doc, "patient", required=True) or "")(conn)
     result_ref = _str(doc, "result", required=True) or ""
     rtype, _, rid = result_ref.partition("/")
     current = exchange.store.get(rtype, rid) if rid else None
