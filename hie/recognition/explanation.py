@@ -7,6 +7,7 @@ a clinician checks: which hospital, which day, until when, and what exactly fail
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta, tzinfo
 
@@ -106,9 +107,13 @@ class Facts:
 
 def explain(key: str, facts: Facts) -> tuple[str, str]:
     """(zh, en) text for a reason code or a recognition basis."""
+    return explain_values(key, facts.__dict__)
+
+
+def explain_values(key: str, values: Mapping[str, str]) -> tuple[str, str]:
+    """:func:`explain` from the facts as a mapping (every field of :class:`Facts`)."""
     zh, en = _TEXT[key]
-    values = facts.__dict__
-    return zh.format(**values), en.format(**values)
+    return zh.format_map(values), en.format_map(values)
 
 
 def local_until(expires_at: datetime, zone: tzinfo) -> str:
