@@ -43,13 +43,17 @@ JSON = dict[str, Any]
 
 
 def verdict_extension(verdict: Verdict, *, catalogue_url: str = CATALOGUE_URL) -> JSON:
-    """The complex extension for one assessed result's Bundle.entry."""
-    parts: list[JSON] = [_coding_part("verdict", _verdict_coding(verdict.kind))]
+    """The complex extension for one assessed result's Bundle.entry.
+
+    The parts that name a verdict code are the same few dicts each time, built once (they
+    are only read: serialised with the answer); ~30 extensions go into each answer.
+    """
+    parts: list[JSON] = [_VERDICT_PARTS[("verdict", verdict.kind)]]
     if verdict.basis:
-        parts.append(_coding_part("basis", _verdict_coding(verdict.basis)))
+        parts.append(_VERDICT_PARTS[("basis", verdict.basis)])
     if verdict.reason:
-        parts.append(_coding_part("reason", _verdict_coding(verdict.reason)))
-    parts += [_coding_part("otherReason", _verdict_coding(r)) for r in verdict.other_reasons]
+        parts.append(_VERDICT_PARTS[("reason", verdict.reason)])
+    parts += [_VERDICT_PARTS[("otherReason", r)] for r in verdict.other_reasons]
     parts.append({"url": "rule", "valueString": verdict.rule})
     if verdict.item_code:
         item: JSON = {"system": catalogue_url, "code": verdict.item_code}
@@ -111,3 +115,10 @@ def _code(code: Code) -> JSON:
 
 def _coding_part(name: str, coding: JSON) -> JSON:
     return {"url": name, "valueCoding": coding}
+
+
+_VERDICT_PARTS: dict[tuple[str, str], JSON] = {
+    (name, code): _coding_part(name, _verdict_coding(code))
+    for name in ("verdict", "basis", "reason", "otherReason")
+    for code in DISPLAY
+}
