@@ -1,8 +1,8 @@
 """Store.read and Store.write: what each backend's connection is in while the block runs.
 
-A read on PostgreSQL runs in autocommit (no BEGIN or COMMIT round trips: READ COMMITTED gives
-each statement its own snapshot anyway); it must not leak that mode into the next write on the
-same pooled connection. A read on SQLite keeps one snapshot for all its statements.
+A read runs in autocommit on both backends (on PostgreSQL no BEGIN or COMMIT round trips:
+READ COMMITTED gives each statement its own snapshot anyway); it must not leak that mode into
+the next write on the same pooled connection.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import text
+from sqlalchemy import Connection, text
 
 from hie.index.store import Store, create_engine
 
@@ -43,33 +43,38 @@ def test_a_failed_write_after_a_read_is_rolled_back(store: Store) -> None:
     assert _count(store) == 1
 
 
-@pytest.mark.postgres
-def test_a_read_on_postgresql_opens_no_transaction(database_url: str, store: Store) -> None:
-    if store.dialect != "postgresql":
-        pytest.skip("PostgreSQL only")
-    from psycopg.pq import TransactionStatus
-
+def test_a_read_opens_no_transaction(database_url: str, store: Store) -> None:
     with store.read() as conn:
-        conn.execute(text("SELECT 1")).all()
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        assert dbapi.info.transaction_status == TransactionStatus.IDLE  # type: ignore[attr-defined]
+        conn.execute(text("SELECT count(*) FROM tx_probe")).all()
+        assert not _in_transaction(conn)
     with store.write() as conn:
         conn.execute(text("INSERT INTO tx_probe VALUES (1)"))
-        dbapi = conn.connection.dbapi_connection
-        assert dbapi is not None
-        assert dbapi.info.transaction_status == TransactionStatus.INTRANS  # type: ignore[attr-defined]
+        assert _in_transaction(conn)
+    with store.read() as conn:  # the pooled connection did not keep the write's mode
+        conn.execute(text("SELECT count(*) FROM tx_probe")).all()
+        assert not _in_transaction(conn)
 
 
-def test_a_read_on_sqlite_sees_one_snapshot(database_url: str, store: Store) -> None:
-    if store.dialect != "sqlite":
-        pytest.skip("SQLite only")
+def test_each_statement_of_a_read_sees_what_was_committed_before_it(
+    database_url: str, store: Store
+) -> None:
+    """READ COMMITTED on both backends: a read is not one snapshot."""
     other = Store(create_engine(database_url))
     with store.read() as conn:
         before = conn.execute(text("SELECT count(*) FROM tx_probe")).scalar_one()
         with other.write() as w:
             w.execute(text("INSERT INTO tx_probe VALUES (1)"))
         after = conn.execute(text("SELECT count(*) FROM tx_probe")).scalar_one()
-    assert (before, after) == (0, 0)
-    assert _count(store) == 1
+    assert (before, after) == (0, 1)
     other.engine.dispose()
+
+
+def _in_transaction(conn: Connection) -> bool:
+    dbapi = conn.connection.dbapi_connection
+    assert dbapi is not None
+    if conn.dialect.name == "sqlite":
+        return bool(dbapi.in_transaction)  # type: ignore[attr-defined]
+    from psycopg.pq import TransactionStatus
+
+    status = dbapi.info.transaction_status  # type: ignore[attr-defined]
+    return bool(status != TransactionStatus.IDLE)
