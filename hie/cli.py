@@ -162,6 +162,32 @@ def migrate() -> None:
     console.print(f"schema {before or 'empty'} → {m.current(engine)}")
 
 
+@app.command("backfill-facts")
+def backfill_facts(
+    batch: Annotated[int, typer.Option(help="Results per transaction")] = 2000,
+) -> None:
+    """Store the recognition facts of results written before migration 0009.
+
+    $prior-results works without them (it parses those results' bodies instead), only
+    slower. Safe while the exchange serves; stop it at any time and run it again.
+    """
+    from rich.progress import Progress, SpinnerColumn, TextColumn
+
+    from hie.index.store import Store, create_engine
+
+    store = Store(create_engine(_settings().database_url, pool_size=1))
+    done = 0
+    try:
+        with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
+            task = bar.add_task("filling facts", total=None)
+            for filled in store.backfill_facts(batch):
+                done += filled
+                bar.update(task, description=f"{done:,} results filled")
+    finally:
+        store.engine.dispose()
+    console.print(f"{done:,} results given their facts")
+
+
 def _exchange_and_config(config: Path | None) -> tuple[Any, Any]:
     import os
 

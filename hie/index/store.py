@@ -35,7 +35,7 @@ from sqlalchemy.pool import StaticPool
 from hie.fhirtime import instant
 from hie.index import tables as t
 from hie.index.extract import extract
-from hie.recognition.candidates import facts
+from hie.recognition.candidates import RESULT_TYPES, facts
 
 JSON = dict[str, Any]
 
@@ -54,6 +54,11 @@ HIDDEN_STATUSES = frozenset({"entered-in-error"})
 # Statements built once, executed with parameter dicts: SQLAlchemy then reuses the compiled
 # form from its cache. Building ``insert(R).values(**row)`` per call costs more Python time
 # (coercion, cache keys) than the SQLite write itself; profiles of a bulk load showed it.
+_FILL_FACTS = (
+    update(R)
+    .where(R.c.type == bindparam("_type"), R.c.id == bindparam("_id"), R.c.facts.is_(None))
+    .values(facts=bindparam("facts"))
+)
 # A resource's row as Current holds it: everything but the recognition facts, which only
 # $prior-results reads (hie.prior_results).
 _ROW = select(*(c for c in R.c if c.name != "facts"))
@@ -511,6 +516,34 @@ class Store:
             _DELETE_INDEX[rtype](conn, {"_id": rid})
         _DELETE_TOKEN(conn, {"_type": rtype, "_id": rid})
         _DELETE_STRING(conn, {"_type": rtype, "_id": rid})
+
+    def backfill_facts(self, batch: int = 2000) -> Iterator[int]:
+        """Store the recognition facts of results written before migration 0009.
+
+        Those rows work without them (``$prior-results`` reads their body instead), only
+        slower. Walks the results by primary key, ``batch`` rows a transaction, and yields how
+        many each transaction filled: safe to run while the exchange serves, to stop, and to
+        run again (it only touches rows that have none).
+        """
+        for rtype in sorted(RESULT_TYPES):
+            last = ""
+            while True:
+                with self.write() as conn:
+                    rows = conn.execute(
+                        select(R.c.id, R.c.body)
+                        .where(R.c.type == rtype, R.c.id > last, R.c.facts.is_(None))
+                        .order_by(R.c.id)
+                        .limit(batch)
+                    ).all()
+                    if not rows:
+                        break
+                    last = rows[-1].id
+                    filled = [
+                        {"_type": rtype, "_id": r.id, "facts": result_facts(orjson.loads(r.body))}
+                        for r in rows
+                    ]
+                    conn.execute(_FILL_FACTS, filled)
+                yield len(rows)
 
     def repoint_patient(
         self, conn: Connection, new_patient: str, *, record_ids: Sequence[str]

@@ -9,9 +9,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import orjson
+import pytest
 from sqlalchemy import select, update
+from typer.testing import CliRunner
 
 from hie import naming
+from hie.cli import app
 from hie.demo import load_demo
 from hie.exchange import Exchange
 from hie.index.store import R, result_facts
@@ -65,3 +68,24 @@ def test_rows_without_facts_give_the_same_candidates(
     assert len(with_facts[0]) > 5
     assert sorted(with_facts[0], key=repr) == sorted(from_bodies[0], key=repr)
     assert with_facts[1] == from_bodies[1]
+
+
+def test_backfill_gives_old_rows_their_facts(
+    settings: Settings, exchange: Exchange, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``hie backfill-facts``: rows from before 0009 get the facts ingest would have stored;
+    run again, it finds nothing to do."""
+    _demo(settings, exchange, tmp_path)
+    with exchange.store.read() as conn:
+        stored = dict(conn.execute(select(R.c.id, R.c.facts)).all())
+    with exchange.store.write() as conn:
+        conn.execute(update(R).values(facts=None))
+    monkeypatch.setenv("HIE_DATABASE_URL", settings.database_url)
+    monkeypatch.setenv("HIE_JWT_SECRET", settings.jwt_secret)
+    first = CliRunner().invoke(app, ["backfill-facts", "--batch", "7"])
+    assert first.exit_code == 0, first.output
+    with exchange.store.read() as conn:
+        assert dict(conn.execute(select(R.c.id, R.c.facts)).all()) == stored
+    filled = sum(1 for v in stored.values() if v is not None)
+    assert f"{filled:,} results given their facts" in first.output
+    assert sum(exchange.store.backfill_facts(batch=7)) == 0
