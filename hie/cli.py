@@ -173,9 +173,11 @@ def backfill_facts(
     """
     from rich.progress import Progress, SpinnerColumn, TextColumn
 
+    from hie import migrate as m
     from hie.index.store import Store, create_engine
 
     store = Store(create_engine(_settings().database_url, pool_size=1))
+    m.upgrade(store.engine)  # like every command that opens the database: 0009 first
     done = 0
     try:
         with Progress(SpinnerColumn(), TextColumn("{task.description}"), console=console) as bar:
