@@ -365,8 +365,8 @@ class Searcher:
         self.default_count = default_count
         self.max_count = max_count
         self._shapes: dict[Hashable, Select[Any]] = {}
-        self._rendered: dict[tuple[Hashable, str], _Rendered] = {}
-        self._patient_row: dict[str, _Rendered] = {}  # by dialect
+        self._rendered: dict[tuple[Hashable, str], Rendered] = {}
+        self._patient_row: dict[str, Rendered] = {}  # by dialect
 
     def parse(
         self, conn: Connection, rtype: str, params: list[tuple[str, str]], *, strict: bool
@@ -436,13 +436,13 @@ class Searcher:
 
     def _patients(self, conn: Connection, values: list[str]) -> list[str]:
         """Exchange patients of ``patient=`` values. Nearly always the value is an exchange
-        patient that was never merged: that is one rendered read (:class:`_Rendered`); any
+        patient that was never merged: that is one rendered read (:class:`Rendered`); any
         other value (a hospital record, a merged patient, no one) goes to the registry."""
         out = []
         for v in values:
             rid = v.rsplit("/", 1)[-1]
             if (rendered := self._patient_row.get(conn.dialect.name)) is None:
-                rendered = self._patient_row[conn.dialect.name] = _Rendered(_PATIENT, conn.dialect)
+                rendered = self._patient_row[conn.dialect.name] = Rendered(_PATIENT, conn.dialect)
             row = rendered.rows(conn, (rid,))
             if row and row[0].merged_into is None:
                 out.append(rid)
@@ -532,7 +532,7 @@ class Searcher:
             stmt = self.prepared(q)[0]
             if len(self._rendered) >= _SHAPES:
                 self._rendered.clear()
-            rendered = self._rendered[(key, conn.dialect.name)] = _Rendered(stmt, conn.dialect)
+            rendered = self._rendered[(key, conn.dialect.name)] = Rendered(stmt, conn.dialect)
         return rendered.rows(conn, values), self._sort_value(q)
 
     def _build(self, q: Query, args: Sequence[Any]) -> Select[Any]:
@@ -592,12 +592,12 @@ class Searcher:
         )
 
 
-class _Rendered:
-    """A search statement compiled once for a dialect and run on the DBAPI cursor, inside the
-    caller's transaction: values bound (``_v0``, ``_v1``... in :meth:`Query.shape`'s order)
-    with their columns' bind processing, constants (type, param, LIMIT) processed once, and
-    result values through the columns' result processing. What ``hie.index.store._Fast``
-    does for writes, for the one hot read."""
+class Rendered:
+    """A read compiled once for a dialect and run on the DBAPI cursor, inside the caller's
+    connection: values bound (``_v0``, ``_v1``... in :meth:`Query.shape`'s order, or the
+    caller's) with their columns' bind processing, constants (type, param, LIMIT) processed
+    once, and result values through the columns' result processing. What
+    ``hie.index.store._Fast`` does for writes, for the hot reads (search, ``$prior-results``)."""
 
     def __init__(self, stmt: Select[Any], dialect: Any) -> None:
         comp = stmt.compile(dialect=dialect)

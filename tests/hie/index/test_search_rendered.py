@@ -12,7 +12,7 @@ from sqlalchemy import bindparam, event, select, text
 
 from hie import naming
 from hie.exchange import Exchange
-from hie.index.search import _Rendered, encode_page
+from hie.index.search import Rendered, encode_page
 from hie.index.store import R
 from tests.hie.api.api_builders import BACKENDS, serve
 from tests.hie.index.test_index_query_plans import _record, _seed
@@ -98,6 +98,6 @@ def test_an_expanding_in_goes_through_sqlalchemy(seeded: Exchange) -> None:
     stmt = select(R.c.id).where(R.c.id.in_(bindparam("_v0", expanding=True))).order_by(R.c.id)
     with seeded.store.read() as conn:
         ids = [r.id for r in conn.execute(select(R.c.id).order_by(R.c.id).limit(2))]
-        rendered = _Rendered(stmt, conn.dialect)
+        rendered = Rendered(stmt, conn.dialect)
         assert rendered.stmt is not None
         assert [r.id for r in rendered.rows(conn, [ids])] == ids
