@@ -165,10 +165,10 @@ def _by_id(exchange: ExchangeDep, any_id: str) -> Callable[[Connection], str]:
     """Finds the exchange patient for an exchange patient or hospital record id."""
 
     def locate(conn: Connection) -> str:
-        found = exchange.registry.resolve(conn, any_id)
+        found = exchange.searcher.patient(conn, any_id)  # one rendered read, as search does
         if found is None:
             raise NotFound(f"Patient/{any_id} is not known", expression="Patient.id")
-        return str(found[0])
+        return found
 
     return locate
 

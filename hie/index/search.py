@@ -434,6 +434,11 @@ class Searcher:
                 raise NotSupported(f"_include={value} is not supported", expression="_include")
             q.includes.append(key)
 
+    def patient(self, conn: Connection, value: str) -> str | None:
+        """The exchange patient ``value`` (a ``Patient/id`` or id) stands for; None: no one."""
+        found = self._patients(conn, [value])
+        return found[0] if found else None
+
     def _patients(self, conn: Connection, values: list[str]) -> list[str]:
         """Exchange patients of ``patient=`` values. Nearly always the value is an exchange
         patient that was never merged: that is one rendered read (:class:`Rendered`); any

@@ -198,6 +198,9 @@ def test_prior_results_is_declared_and_rejects_bad_input(demo: LiveServer) -> No
             params={"patient.identifier": f"{naming.mrn('pkuszh')}|NOPE", "code": "4548-4"},
         )
         assert unknown.status_code == 404
+        nobody = c.get("/Patient/nobody-here/$prior-results", params={"code": "4548-4"})
+        assert nobody.status_code == 404
+        assert nobody.json()["issue"][0]["expression"] == ["Patient.id"]
         bad_at = c.get(
             "/Patient/$prior-results",
             params={
