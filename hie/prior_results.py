@@ -139,10 +139,12 @@ class PriorResults:
 
         A fixed number of statements whatever the patient's history: the requested codes'
         results (token index, bodies joined in), their specimens, the older versions of every
-        corrected result, and imaging studies if imaging was asked. Each body is read and
-        parsed once. The members of a panel that are not among them are read only if the
-        engine asks (:meth:`members`): it needs them only for a panel that passes its own
-        checks, and most panels in a patient's history are out of their window.
+        corrected result, and imaging studies if imaging was asked. Candidates are built
+        from the facts stored beside each result; a body is parsed only for a row from
+        before migration 0009, which has none. The members of a panel that are not among
+        them are read only if the engine asks (:meth:`members`): it needs them only for a
+        panel that passes its own checks, and most panels in a patient's history are out of
+        their window.
         """
         wanted, imaging = self._wanted_loinc(req.codes)
         rows: dict[tuple[str, str], Any] = {}
