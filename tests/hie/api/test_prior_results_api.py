@@ -46,17 +46,22 @@ def verdicts(bundle: dict[str, Any]) -> list[tuple[str, str, str | None, str | N
     return out
 
 
-def test_li_na_at_szph_gets_recognised_and_reference_only_results(demo: LiveServer) -> None:
-    """李娜 has results at pkuszh (CBC, lipids) and nsdh (electrolytes, HbA1c); szph asks."""
+def _li_na_at_szph(demo: LiveServer, codes: str) -> httpx.Response:
+    """szph asks $prior-results for 李娜 (pkuszh MRN PK2002) and ``codes``, at AT."""
     with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
-        r = c.get(
+        return c.get(
             "/Patient/$prior-results",
             params={
                 "patient.identifier": f"{naming.mrn('pkuszh')}|PK2002",
-                "code": "4548-4,58410-2,2823-3",
+                "code": codes,
                 "at": AT,
             },
         )
+
+
+def test_li_na_at_szph_gets_recognised_and_reference_only_results(demo: LiveServer) -> None:
+    """李娜 has results at pkuszh (CBC, lipids) and nsdh (electrolytes, HbA1c); szph asks."""
+    r = _li_na_at_szph(demo, "4548-4,58410-2,2823-3")
     assert r.status_code == 200, r.text
     found = verdicts(r.json())
     hospitals = {h for h, *_ in found}
@@ -77,15 +82,7 @@ def test_a_panel_found_through_one_member_reads_its_other_members(demo: LiveServ
     """Asked for haemoglobin only, the CBC report relates; its other members are not among
     the hits (their codes were not asked for), so the index reads them on demand to know the
     panel is complete: no component may be reported missing."""
-    with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
-        r = c.get(
-            "/Patient/$prior-results",
-            params={
-                "patient.identifier": f"{naming.mrn('pkuszh')}|PK2002",
-                "code": "718-7",
-                "at": AT,
-            },
-        )
+    r = _li_na_at_szph(demo, "718-7")
     assert r.status_code == 200, r.text
     reports = [
         {x["url"]: x for x in e["extension"][0]["extension"]}

@@ -24,15 +24,10 @@ from bench.city import generate
 from hie import naming
 from hie.bulk import ndjson_unit
 from hie.exchange import Exchange
-from hie.index import tables as t
+from hie.index.mpi import BLOCK, EVENT, TRAITS
+from hie.index.patients import EP, PI, PR
+from hie.index.store import R
 
-R = t.Resource.__table__  # type: ignore[attr-defined]
-EP = t.ExchangePatient.__table__  # type: ignore[attr-defined]
-PR = t.PatientRecord.__table__  # type: ignore[attr-defined]
-PI = t.PatientIdentifier.__table__  # type: ignore[attr-defined]
-EVENT = t.LinkEventRow.__table__  # type: ignore[attr-defined]
-TRAITS = t.PatientTraits.__table__  # type: ignore[attr-defined]
-BLOCK = t.PatientBlock.__table__  # type: ignore[attr-defined]
 JSON = dict[str, Any]
 
 
