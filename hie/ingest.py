@@ -23,7 +23,7 @@ from hie.fhir import check_model
 from hie.fhirtime import BadDate, now_utc, parse_range
 from hie.index import tables as t
 from hie.index.patients import PatientRegistry
-from hie.index.store import Current, R, Store, WriteBuffer, content_hash
+from hie.index.store import CURRENT_ROW, Current, R, Store, WriteBuffer, content_hash
 from hie.outcome import Conflict, FhirError, Forbidden, Invalid, Issue, PreconditionFailed
 
 JSON = dict[str, Any]
@@ -637,7 +637,7 @@ class Ingestor:
                     if hospital_id is None
                     else R.c.hospital_id == hospital_id
                 )
-                for row in conn.execute(select(R).where(*where)):
+                for row in conn.execute(CURRENT_ROW.where(*where)):
                     found[(rtype, row.source_id)] = Current(**row._mapping)
         return found
 

@@ -25,7 +25,7 @@ from hie.auth import Principal
 from hie.decisions import LOOKUP, Decisions
 from hie.fhirtime import BadDate, now_utc, parse_range
 from hie.hospitals import HospitalsConfig
-from hie.index.search import Rendered
+from hie.index.search import RenderedCache
 from hie.index.store import RV, TOKEN, R, Store
 from hie.outcome import Invalid
 from hie.recognition import (
@@ -294,7 +294,6 @@ class PriorResults:
 # three or four reads (issue 8). Values are bound, _v0, _v1... in the order the builder
 # gives. _hits starts from ix_token_patient (patient, type, param, code, date).
 _COLUMNS = (R.c.type, R.c.id, R.c.hospital_id, R.c.version_id, R.c.body, R.c.facts)
-_SHAPES = 512  # distinct (read, dialect, count) kept; a server sees a few dozen
 
 
 def _values(first: int, count: int) -> list[Any]:
@@ -340,16 +339,12 @@ def _versions(count: int) -> Any:
     )
 
 
-_READS: dict[tuple[Callable[[int], Any], str, int], Rendered] = {}
+_READS = RenderedCache()
 
 
 def _read(
     conn: Connection, build: Callable[[int], Any], *values: Any, listed: Sequence[Any] = ()
 ) -> list[Any]:
-    key = (build, conn.dialect.name, len(listed))
-    rendered = _READS.get(key)
-    if rendered is None:
-        if len(_READS) >= _SHAPES:
-            _READS.clear()
-        rendered = _READS[key] = Rendered(build(len(listed)), conn.dialect)
+    count = len(listed)
+    rendered = _READS.get(conn, (build, count), lambda: build(count))
     return rendered.rows(conn, [*values, *listed])

@@ -365,8 +365,7 @@ class Searcher:
         self.default_count = default_count
         self.max_count = max_count
         self._shapes: dict[Hashable, Select[Any]] = {}
-        self._rendered: dict[tuple[Hashable, str], Rendered] = {}
-        self._patient_row: dict[str, Rendered] = {}  # by dialect
+        self._rendered = RenderedCache()  # by query shape, and the patient row
 
     def parse(
         self, conn: Connection, rtype: str, params: list[tuple[str, str]], *, strict: bool
@@ -446,9 +445,7 @@ class Searcher:
         out = []
         for v in values:
             rid = v.rsplit("/", 1)[-1]
-            if (rendered := self._patient_row.get(conn.dialect.name)) is None:
-                rendered = self._patient_row[conn.dialect.name] = Rendered(_PATIENT, conn.dialect)
-            row = rendered.rows(conn, (rid,))
+            row = self._rendered.get(conn, "patient row", lambda: _PATIENT).rows(conn, (rid,))
             if row and row[0].merged_into is None:
                 out.append(rid)
                 continue
@@ -532,12 +529,7 @@ class Searcher:
         values SQLAlchemy would give (the columns' own result processing).
         """
         key, values = q.shape()
-        rendered = self._rendered.get((key, conn.dialect.name))
-        if rendered is None:
-            stmt = self.prepared(q)[0]
-            if len(self._rendered) >= _SHAPES:
-                self._rendered.clear()
-            rendered = self._rendered[(key, conn.dialect.name)] = Rendered(stmt, conn.dialect)
+        rendered = self._rendered.get(conn, key, lambda: self.prepared(q)[0])
         return rendered.rows(conn, values), self._sort_value(q)
 
     def _build(self, q: Query, args: Sequence[Any]) -> Select[Any]:
@@ -595,6 +587,22 @@ class Searcher:
                 stmt.where(R.c.type == q.rtype, not_(R.c.deleted), *q.conditions())
             ).scalar_one()
         )
+
+
+class RenderedCache:
+    """Rendered statements by (key, dialect), each built and rendered on first use; at most
+    ``_SHAPES`` kept (a handful are hot; the cap bounds odd ones)."""
+
+    def __init__(self) -> None:
+        self._by_key: dict[tuple[Hashable, str], Rendered] = {}
+
+    def get(self, conn: Connection, key: Hashable, build: Callable[[], Any]) -> Rendered:
+        found = self._by_key.get((key, conn.dialect.name))
+        if found is None:
+            if len(self._by_key) >= _SHAPES:
+                self._by_key.clear()
+            found = self._by_key[(key, conn.dialect.name)] = Rendered(build(), conn.dialect)
+        return found
 
 
 class Rendered:

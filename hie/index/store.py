@@ -60,15 +60,15 @@ _FILL_FACTS = (
     .values(facts=bindparam("facts"))
 )
 # A resource's row as Current holds it: everything but the recognition facts, which only
-# $prior-results reads (hie.prior_results).
-_ROW = select(*(c for c in R.c if c.name != "facts"))
-_CURRENT = _ROW.where(R.c.type == bindparam("_type"), R.c.id == bindparam("_id"))
-_BY_SOURCE = _ROW.where(
+# $prior-results reads (hie.prior_results). Every read that makes a Current starts here.
+CURRENT_ROW = select(*(c for c in R.c if c.name != "facts"))
+_CURRENT = CURRENT_ROW.where(R.c.type == bindparam("_type"), R.c.id == bindparam("_id"))
+_BY_SOURCE = CURRENT_ROW.where(
     R.c.type == bindparam("_type"),
     R.c.hospital_id == bindparam("_hospital"),
     R.c.source_id == bindparam("_source"),
 )
-_BY_SOURCE_NO_HOSPITAL = _ROW.where(
+_BY_SOURCE_NO_HOSPITAL = CURRENT_ROW.where(
     R.c.type == bindparam("_type"), R.c.hospital_id.is_(None), R.c.source_id == bindparam("_source")
 )
 
@@ -264,7 +264,6 @@ class Current:
     deleted: bool
     content_hash: str
     body: bytes
-    facts: bytes | None = None  # read by $prior-results only; the store's own reads skip it
 
 
 def result_facts(resource: JSON) -> bytes | None:
