@@ -30,7 +30,16 @@ import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from bench.processes import CLIENT_CORE, ROOT, SERVER_CORE, free_port, stop, taskset, wait_http
+from bench.processes import (
+    CLIENT_CORE,
+    ROOT,
+    SERVER_CORE,
+    alive,
+    free_port,
+    stop,
+    taskset,
+    wait_http,
+)
 
 START, END = b"\x0b", b"\x1c\x0d"
 SECRET = "bench-secret-" + "x" * 32
@@ -232,6 +241,7 @@ def run_mllp(
         ]
         subprocess.run(cmd, cwd=ROOT, check=True)
         cpu = cpu_seconds(proc.pid) - cpu0
+        alive(proc, "hie serve")
     finally:
         stop(proc)
         log.close()

@@ -8,6 +8,7 @@ process started here is stopped here, by its own process group id, never by name
 from __future__ import annotations
 
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -89,6 +90,7 @@ def server(
     try:
         wait_http(port, "/bench/trivial")
         yield proc
+        alive(proc, "the bench server")
     finally:
         stop(proc)
         if log:
@@ -110,8 +112,14 @@ def stop(proc: subprocess.Popen[bytes]) -> None:
 
 
 def free_port(start: int = 18100, end: int = 19000) -> int:
-    """A free loopback port below 32768 (client ports start there and linger in TIME-WAIT)."""
-    for port in range(start, end):
+    """A free loopback port below 32768 (client ports start there and linger in TIME-WAIT).
+
+    The search starts at a random port of the range: two benchmarks started at once (the test
+    suite runs the SQLite and PostgreSQL variants side by side) each found the range's first
+    free port, and the second server's senders then talked to the first one's listener.
+    """
+    first = random.randrange(start, end)
+    for port in [*range(first, end), *range(start, first)]:
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))
@@ -119,6 +127,13 @@ def free_port(start: int = 18100, end: int = 19000) -> int:
                 continue
             return port
     raise RuntimeError("no free port")
+
+
+def alive(proc: subprocess.Popen[bytes], what: str) -> None:
+    """Raise unless ``proc`` still runs: a server that could not bind its port exits, and
+    whatever answered on that port was someone else's."""
+    if proc.poll() is not None:
+        raise RuntimeError(f"{what} exited with {proc.returncode} (was its port taken?)")
 
 
 J = TypeVar("J")

@@ -35,6 +35,7 @@ def start_mllp(exchange: Exchange, config: HospitalsConfig) -> list[RunningListe
             mllp_config,
             terminology=terminology,
             tz=ZoneInfo(config.exchange.timezone),
+            handle_many=exchange.ingestor.ingest_many,
         )
         running.append(run_in_thread(listener, host, port))
         log.info("MLLP listening on %s:%d for %s", host, running[-1].port, sorted(facilities))

@@ -7,9 +7,14 @@ waiting as one :class:`~adapters.base.Batch` pays those once. Ingest still judge
 under its own savepoint, so one bad message costs no other, and each sender gets its ACK
 only after the commit that holds its message (``submit`` returns after that commit).
 
-One thread commits; the connections' worker threads map their messages in parallel and wait
-in :meth:`CommitQueue.submit`. A batch the ingest refuses as a whole (an exception) is taken
-apart and each unit ingested alone, so the fault lands on the message that caused it.
+One thread commits; the connections map their messages in worker threads and wait for the
+commit on the event loop (:meth:`CommitQueue.enqueue` returns a future), so no worker thread
+is held while a message waits and every connected sender's message can join the next commit.
+Measured with 20 senders on one core: while each wait held one of asyncio's six worker
+threads, commits held about 5 messages.
+
+A batch the ingest refuses as a whole (an exception) is taken apart and each unit ingested
+alone, so the fault lands on the message that caused it.
 """
 
 from __future__ import annotations
@@ -38,8 +43,14 @@ class _Job:
 
 class CommitQueue:
     def __init__(
-        self, ingest: Callable[[Batch], Outcome], adapter: str, *, max_units: int = 200
+        self,
+        ingest: Callable[[list[Batch]], Sequence[Outcome]],
+        adapter: str,
+        *,
+        max_units: int = 200,
     ) -> None:
+        """``ingest`` takes the batches of one commit (one per hospital) and answers one
+        outcome per batch: ``Ingestor.ingest_many`` writes them in one transaction."""
         self.ingest = ingest
         self.adapter = adapter
         self.max_units = max_units
@@ -47,13 +58,17 @@ class CommitQueue:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
 
-    def submit(self, hospital: str, unit: Unit) -> Any:
-        """Ingest ``unit`` with whatever else is waiting; its per-unit outcome (an ``items``
-        element) once committed, or the exception that stopped it."""
+    def enqueue(self, hospital: str, unit: Unit) -> Future[Any]:
+        """Queue ``unit`` for the next commit; the future holds its per-unit outcome (an
+        ``items`` element) once committed, or the exception that stopped it."""
         self._ensure_running()
         job = _Job(hospital, unit)
         self._jobs.put(job)
-        return job.done.result()
+        return job.done
+
+    def submit(self, hospital: str, unit: Unit) -> Any:
+        """Ingest ``unit`` with whatever else is waiting, and wait for its outcome."""
+        return self.enqueue(hospital, unit).result()
 
     def close(self) -> None:
         """Commit what is queued, then stop the committing thread."""
@@ -92,18 +107,21 @@ class CommitQueue:
         by_hospital: dict[str, list[_Job]] = {}
         for job in jobs:
             by_hospital.setdefault(job.hospital, []).append(job)
-        for hospital, group in by_hospital.items():
-            try:
-                outcome = self.ingest(Batch(hospital, self.adapter, units=[j.unit for j in group]))
-                items = list(outcome.items)
-                if len(items) != len(group):
-                    raise RuntimeError(f"ingest answered {len(items)} of {len(group)} units")
-            except Exception as exc:
-                if len(group) == 1:
-                    group[0].done.set_exception(exc)
-                else:  # find the one at fault: each alone
-                    for job in group:
-                        self._commit([job])
-                continue
+        groups = list(by_hospital.values())
+        try:
+            outcomes = self.ingest(
+                [Batch(h, self.adapter, units=[j.unit for j in g]) for h, g in by_hospital.items()]
+            )
+            answered = [list(outcome.items) for outcome in outcomes]
+            if [len(items) for items in answered] != [len(g) for g in groups]:
+                raise RuntimeError("ingest did not answer every unit of the commit")
+        except Exception as exc:
+            if len(jobs) == 1:
+                jobs[0].done.set_exception(exc)
+            else:  # find the one at fault: each alone
+                for job in jobs:
+                    self._commit([job])
+            return
+        for group, items in zip(groups, answered, strict=True):
             for job, item in zip(group, items, strict=True):
                 job.done.set_result(item)

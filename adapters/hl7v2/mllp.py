@@ -10,7 +10,9 @@ A listener belongs to one hospital, or serves several on one port and tells them
 MSH-4 (sending facility) through ``facilities``. The exchange's ingest is passed in as
 ``handle``: it receives a :class:`~adapters.base.Batch` holding the message's unit (or its
 dead letter) and returns per-unit outcomes, so ingest, not the listener, decides whether the
-result was accepted. ``hie.ingest.Ingestor.ingest`` has exactly that shape.
+result was accepted. ``hie.ingest.Ingestor.ingest`` has exactly that shape. ``handle_many``
+(``Ingestor.ingest_many``), when given, writes the messages of one group commit, whatever
+their hospitals, in one transaction.
 
 Start/stop: ``await listener.start(host, port)`` (returns the bound port, 0 picks a free one),
 ``listener.close()`` then ``await listener.wait_closed()``; :func:`run_in_thread` does the same
@@ -26,7 +28,7 @@ import threading
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
-from concurrent.futures import Future
+from concurrent.futures import Future, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import datetime, tzinfo
@@ -79,6 +81,7 @@ class ResultLike(Protocol):
 
 
 Handle = Callable[[Batch], ResultLike]
+HandleMany = Callable[[list[Batch]], Sequence[ResultLike]]
 
 
 def _transient(item: ItemLike | None) -> bool:
@@ -112,6 +115,23 @@ class Reply:
     reason: str | None = None
 
 
+@dataclass
+class Pending:
+    """A mapped message whose unit waits in the commit queue; ``done`` holds its outcome."""
+
+    block: bytes
+    header: Header
+    msg: V2Message
+    hospital: str
+    unit: Unit
+    done: Future[ItemLike]
+
+    @property
+    def conflict(self) -> bool:
+        """Committed, but refused only for a concurrent update: settling it retries."""
+        return self.done.done() and self.done.exception() is None and _transient(self.done.result())
+
+
 class MllpListener:
     def __init__(
         self,
@@ -121,6 +141,7 @@ class MllpListener:
         terminology: CodeMapper | None = None,
         tz: tzinfo = SHANGHAI,
         clock: Callable[[], datetime] | None = None,
+        handle_many: HandleMany | None = None,
     ) -> None:
         self.handle = handle
         self.config = config
@@ -128,7 +149,11 @@ class MllpListener:
         self.tz = tz
         self.clock = clock or (lambda: datetime.now(self.tz))
         self._stripes = [threading.Lock() for _ in range(64)]
-        self._commits = CommitQueue(handle, config.adapter)
+        # several hospitals' messages in one commit: one transaction with ``handle_many``
+        # (Ingestor.ingest_many), else one ``handle`` call each
+        self._commits = CommitQueue(
+            handle_many or (lambda batches: [handle(b) for b in batches]), config.adapter
+        )
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
 
@@ -179,7 +204,7 @@ class MllpListener:
                         break
                     block = bytes(buf[start + 1 : end])
                     del buf[: end + len(END)]
-                    reply = await asyncio.to_thread(self.process, block)
+                    reply = await self._answer(block)
                     writer.write(START + reply.ack + END)
                     await writer.drain()
         except (TimeoutError, ConnectionError) as exc:
@@ -188,24 +213,59 @@ class MllpListener:
             self._writers.discard(writer)
             writer.close()
 
-    # -- one block → one ACK (runs in a worker thread) ----------------------------------
-    def process(self, block: bytes) -> Reply:
-        """The ACK for one MLLP block; a bug in hie still answers (AR) instead of hanging up."""
-        try:
-            return self._process(block)
-        except Exception:
-            log.exception("MLLP listener failed on a block of %d bytes", len(block))
-            framed = split_messages(block)
-            return self._ack(
-                Header.peek(framed[0] if framed else None),
-                None,
-                "AR",
-                "the exchange failed on this message and has logged it; send it again later",
-                None,
-                INTERNAL_ERROR,
-            )
+    # -- one block → one ACK ------------------------------------------------------------
+    async def _answer(self, block: bytes) -> Reply:
+        """Map in a worker thread, wait for the commit here, on the loop.
 
-    def _process(self, block: bytes) -> Reply:
+        A waiting message holds no thread, so every connected sender's message can join the
+        next commit (asyncio's pool has six threads on two cores; while each wait held one,
+        commits held about five messages and MLLP ran at 1.98 ms of CPU per result).
+        """
+        step = await asyncio.to_thread(self.prepare, block)
+        if isinstance(step, Reply):
+            return step
+        await asyncio.wait([asyncio.wrap_future(step.done)])
+        if step.conflict:  # the retry blocks: off the loop
+            return await asyncio.to_thread(self.settle, step)
+        return self.settle(step)
+
+    def process(self, block: bytes) -> Reply:
+        """The ACK for one MLLP block, waiting in this thread for its commit."""
+        step = self.prepare(block)
+        if isinstance(step, Reply):
+            return step
+        wait([step.done])
+        return self.settle(step)
+
+    def prepare(self, block: bytes) -> Reply | Pending:
+        """Map one block and queue its unit for the next commit; a :class:`Reply` when it
+        is answered without one (refused and dead-lettered). A bug in hie still answers (AR)
+        instead of hanging up."""
+        try:
+            return self._prepare(block)
+        except Exception:
+            return self._failed(block)
+
+    def settle(self, step: Pending) -> Reply:
+        """The ACK for a message whose commit is done; blocks only to retry a conflict."""
+        try:
+            return self._settle(step)
+        except Exception:
+            return self._failed(step.block)
+
+    def _failed(self, block: bytes) -> Reply:
+        log.exception("MLLP listener failed on a block of %d bytes", len(block))
+        framed = split_messages(block)
+        return self._ack(
+            Header.peek(framed[0] if framed else None),
+            None,
+            "AR",
+            "the exchange failed on this message and has logged it; send it again later",
+            None,
+            INTERNAL_ERROR,
+        )
+
+    def _prepare(self, block: bytes) -> Reply | Pending:
         framed_all = split_messages(block)
         framed = framed_all[0] if framed_all else None
         if framed is None or len(framed_all) > 1:
@@ -236,14 +296,18 @@ class MllpListener:
             unit = map_oru(msg, Context(hospital, self.terminology, self.tz), framed.raw, key)
         except MessageError as exc:
             return self._reject(block, framed, exc, header, hospital, msg)
+        return Pending(block, header, msg, hospital, unit, self._commits.enqueue(hospital, unit))
+
+    def _settle(self, step: Pending) -> Reply:
+        header, msg, hospital, unit = step.header, step.msg, step.hospital, step.unit
         try:
-            item = self._commits.submit(hospital, unit)
+            item: ItemLike | None = step.done.result()
             if _transient(item):  # refused only for a concurrent update: alone, with retries
                 with self._patient_lock(unit):
                     retried = self._ingest(Batch(hospital, self.config.adapter, units=[unit]))
                 item = retried.items[0] if retried.items else None
         except Exception:
-            log.exception("ingest failed for %s from %s", key, hospital)
+            log.exception("ingest failed for %s from %s", unit.key, hospital)
             return self._ack(
                 header,
                 msg,

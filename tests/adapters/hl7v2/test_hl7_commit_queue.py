@@ -3,6 +3,7 @@ still costs only its own sender (its ACK is AR, the others' are AA)."""
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -33,7 +34,9 @@ class SlowIngest:
         return Outcome([Item(True) for _ in batch.units])
 
 
-def _send_all(port: int, senders: int, each: int) -> dict[str, str]:
+def _send_all(
+    port: int, senders: int, each: int, facilities: tuple[str, ...] = ("SZPH",)
+) -> dict[str, str]:
     acks: dict[str, str] = {}
     lock = threading.Lock()
 
@@ -41,7 +44,8 @@ def _send_all(port: int, senders: int, each: int) -> dict[str, str]:
         with MLLPClient("127.0.0.1", port) as client:
             for i in range(each):
                 control = f"G{n}-{i}"
-                ack = ack_of(client.send_message(oru(control)))
+                facility = facilities[n % len(facilities)]
+                ack = ack_of(client.send_message(oru(control, facility=facility)))
                 with lock:
                     acks[control] = field_of(ack, "MSA", 1)
 
@@ -73,6 +77,41 @@ def test_concurrent_senders_share_commits_and_each_gets_its_ack() -> None:
     assert len(ingest.sizes) < len(acks)
 
 
+def test_a_commit_holds_more_messages_than_the_worker_threads() -> None:
+    """A message waiting for its commit holds no thread: with more senders than asyncio's
+    pool has threads, one commit still gathers a message from nearly every sender (while a
+    wait held a thread, commits never held more messages than the pool had threads)."""
+    pool = min(32, (os.cpu_count() or 1) + 4)  # asyncio's default executor
+    ingest = SlowIngest()
+    acks = _listen_and_send(ingest, senders=pool + 8, each=4)
+    assert set(acks.values()) == {"AA"} and len(acks) == (pool + 8) * 4
+    assert max(ingest.sizes) > pool
+
+
+def test_several_hospitals_share_one_ingest_call() -> None:
+    """With ``handle_many`` a commit is one call whatever the hospitals (one transaction)."""
+    calls: list[list[tuple[str, int]]] = []
+
+    def many(batches: list[Batch]) -> list[Outcome]:
+        time.sleep(0.02)
+        calls.append([(b.hospital_id, len(b.units)) for b in batches])
+        return [Outcome([Item(True) for _ in b.units]) for b in batches]
+
+    def one(batch: Batch) -> Outcome:
+        raise AssertionError("handle_many takes every commit")
+
+    cfg = MllpConfig(facilities={"SZPH": "szph", "PKUSZH": "pkuszh"})
+    running = run_in_thread(MllpListener(one, cfg, clock=lambda: NOW, handle_many=many), port=0)
+    try:
+        acks = _send_all(running.port, senders=8, each=3, facilities=("SZPH", "PKUSZH"))
+    finally:
+        running.stop()
+    assert set(acks.values()) == {"AA"} and len(acks) == 24
+    assert sum(n for call in calls for _, n in call) == 24
+    assert any({h for h, _ in call} == {"szph", "pkuszh"} for call in calls)
+    assert all(len({h for h, _ in call}) == len(call) for call in calls)  # a batch per hospital
+
+
 def test_a_batch_refused_as_a_whole_is_retried_unit_by_unit() -> None:
     ingest = SlowIngest(poison="MSH-10 G3-2")
     acks = _listen_and_send(ingest, senders=8, each=4)
@@ -84,9 +123,9 @@ def test_a_batch_refused_as_a_whole_is_retried_unit_by_unit() -> None:
 def test_close_commits_what_is_queued_and_a_later_submit_still_works() -> None:
     seen: list[int] = []
 
-    def ingest(batch: Batch) -> Outcome:
-        seen.append(len(batch.units))
-        return Outcome([Item(True) for _ in batch.units])
+    def ingest(batches: list[Batch]) -> list[Outcome]:
+        seen.extend(len(batch.units) for batch in batches)
+        return [Outcome([Item(True) for _ in batch.units]) for batch in batches]
 
     queue = CommitQueue(ingest, "lis-mllp")
     unit = Unit(key="k1", entries=())
