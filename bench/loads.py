@@ -17,7 +17,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from hie.bulk import LoadStats, load_hl7_folder, load_ndjson, worker_pool
+from hie.bulk import BATCH_UNITS, LoadStats, load_hl7_folder, load_ndjson, worker_pool
 from hie.identity import names
 from hie.services import build_exchange
 from hie.settings import Settings
@@ -64,7 +64,7 @@ class LoadReport:
 
 
 def run_load(
-    db: str, kind: str, inputs: list[Path], *, batch: int = 500, workers: int = 0
+    db: str, kind: str, inputs: list[Path], *, batch: int = BATCH_UNITS, workers: int = 0
 ) -> LoadReport:
     """One load into ``db``; RSS figures are only meaningful in a fresh process (``main``)."""
     exchange = build_exchange(Settings(database_url=db, jwt_secret="bench-" + "x" * 32))
@@ -111,7 +111,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--db", required=True)
     parser.add_argument("--out", type=Path, required=True)
-    parser.add_argument("--batch", type=int, default=500)
+    parser.add_argument("--batch", type=int, default=BATCH_UNITS)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("kind", choices=("ndjson", "hl7"))
     parser.add_argument("inputs", nargs="+", type=Path)

@@ -304,6 +304,11 @@ def _check_batch(batch: list[tuple[int, bytes]]) -> list[bool]:
 
 
 FIRST_BATCH = 32
+# Units per transaction of a bulk load. The load's memory is what one batch holds in flight
+# (lines, units, their validated copies and rows) and RSS keeps its high-water mark: on
+# city-small, 500 units grew the writer by 62 MB, 250 by 39 MB, at the same rate (about 1,600
+# results/s either way; the writer's CPU 0.48-0.51 against 0.52-0.56 ms a result).
+BATCH_UNITS = 250
 
 
 def _line_batches(f: Any, start: int, batch_size: int) -> Iterator[list[tuple[int, bytes]]]:
@@ -311,7 +316,7 @@ def _line_batches(f: Any, start: int, batch_size: int) -> Iterator[list[tuple[in
 
     The first batches of a file are smaller (32, 64, ... lines, doubling up to
     ``batch_size``): the writer cannot start before the worker has checked the first batch,
-    and a whole batch of 500 Bundles kept it idle for a second or more at every file.
+    and a whole batch of Bundles kept it idle for a second or more at every file.
     """
     offset = start
     size = min(batch_size, FIRST_BATCH)
@@ -334,7 +339,7 @@ def load_ndjson(
     path: Path,
     *,
     hospital_id: str | None = None,
-    batch_size: int = 500,
+    batch_size: int = BATCH_UNITS,
     workers: int = 0,
     pool: Executor | None = None,
     progress: Progress | None = None,
@@ -478,7 +483,7 @@ def load_hl7_folder(
     folder: Path,
     *,
     hospital_id: str | None = None,
-    batch_size: int = 500,
+    batch_size: int = BATCH_UNITS,
     pattern: str = "*.hl7",
     mapper: MessageMapper | None = None,
     workers: int = 0,

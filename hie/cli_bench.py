@@ -28,7 +28,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from hie.bulk import LoadStats, load_hl7_folder, load_ndjson, worker_pool
+from hie.bulk import BATCH_UNITS, LoadStats, load_hl7_folder, load_ndjson, worker_pool
 from hie.identity import names
 
 bench_app = typer.Typer(help="Synthetic city and benchmarks (needs the source tree).")
@@ -113,7 +113,7 @@ def import_bulk(
     hospital: Annotated[
         str | None, typer.Option(help="Sending hospital (default: from the MRN / folder name)")
     ] = None,
-    batch: Annotated[int, typer.Option(help="Units per transaction")] = 500,
+    batch: Annotated[int, typer.Option(help="Units per transaction")] = BATCH_UNITS,
     workers: Annotated[
         int | None, typer.Option(help="Validation/mapping processes (default: cores - 1)")
     ] = None,
