@@ -5,7 +5,7 @@ The path of one message::
     bytes (a file, an MLLP block)
       └─ framing.split_messages   one payload → messages (batches, BOM, MLLP bytes, CR/LF)
           └─ charset.decode       MSH-18 → text (UTF-8, GB18030, 8859/1 …), notes any fallback
-              └─ message.parse    python-hl7 tree + escapes (escapes.py) + typed field access
+              └─ message.parse    fields split lazily + escapes (escapes.py) + typed field access
                   └─ oru.map_oru  PID → Patient (patient.py), OBR → DiagnosticReport + Specimen,
                                   OBX → Observation (observation.py, units.py, timestamp.py),
                                   codes → LOINC via hie.terminology (coding.py);
