@@ -391,6 +391,19 @@ class Ingestor:
             ],
         )
         shared = _Shared()
+        # the exchange patients of the batch's known hospital records, merges followed in
+        # one statement (each unit's Patient would otherwise ask for its own)
+        shared.follows.update(
+            self.registry.follow_many(
+                conn,
+                (
+                    cur.patient_id
+                    for by_source in known.values()
+                    for (rtype, _), cur in by_source.items()
+                    if rtype == "Patient" and cur.patient_id
+                ),
+            )
+        )
         out: dict[int, ItemOutcome] = {}
         for n, unit, hospital in todo:
             scope = _UnitScope(conn, shared, known.setdefault(hospital, {}))
