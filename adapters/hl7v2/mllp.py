@@ -22,6 +22,7 @@ on a private event loop in a background thread for synchronous callers (the CLI,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import random
 import threading
@@ -224,7 +225,10 @@ class MllpListener:
         step = await asyncio.to_thread(self.prepare, block)
         if isinstance(step, Reply):
             return step
-        await asyncio.wait([asyncio.wrap_future(step.done)])
+        # awaited, so a failure's copy on the loop is not left unretrieved (its finaliser
+        # would log it); settle() reads the outcome, failure included, from step.done
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(step.done)
         if step.conflict:  # the retry blocks: off the loop
             return await asyncio.to_thread(self.settle, step)
         return self.settle(step)
