@@ -31,7 +31,7 @@ class Encoding:
 
     @property
     def canonical_msh2(self) -> str:
-        """Four characters in standard order, placeholders included (what python-hl7 reads)."""
+        """Four characters in standard order, placeholders included (MSH-2 as parse rewrites it)."""
         return self.component + self.repetition + self.escape + self.subcomponent
 
 

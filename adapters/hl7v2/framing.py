@@ -43,7 +43,7 @@ class Framed:
 
     @property
     def body(self) -> bytes:
-        """Segments joined with CR, the form HL7 v2.5.1 §2.7 requires (and python-hl7 parses)."""
+        """Segments joined with CR, the form HL7 v2.5.1 §2.7 requires (and message.parse splits)."""
         return b"\r".join(self.segments) + b"\r"
 
     @property
