@@ -14,16 +14,13 @@ import orjson
 import pytest
 from sqlalchemy import func, select
 
-from adapters.base import Batch, Cursor, Unit
+from adapters.base import Batch, Cursor
 from bench.city import generate
-from hie.bulk import ndjson_unit
 from hie.exchange import Exchange
-from hie.index import tables as t
+from hie.index.store import R
+from hie.ingest import CURSOR, DEAD
 from hie.services import build_exchange
-
-R = t.Resource.__table__  # type: ignore[attr-defined]
-DEAD = t.DeadLetter.__table__  # type: ignore[attr-defined]
-CURSOR = t.Cursor.__table__  # type: ignore[attr-defined]
+from tests.hie.test_ingest_batch import _unit
 
 
 @pytest.fixture(scope="module")
@@ -32,12 +29,6 @@ def city(tmp_path_factory: pytest.TempPathFactory) -> dict[str, list[bytes]]:
     out = tmp_path_factory.mktemp("city")
     generate(out, patients=8, hospitals=2, seed=21)
     return {p.stem: p.read_bytes().splitlines() for p in sorted((out / "fhir").glob("*.ndjson"))}
-
-
-def _unit(line: bytes | dict[str, Any], key: str, hospital: str) -> Unit:
-    unit = ndjson_unit(line if isinstance(line, bytes) else orjson.dumps(line), key, hospital)
-    assert isinstance(unit, Unit)
-    return unit
 
 
 def _stored(exchange: Exchange) -> dict[tuple[str, str | None, str | None], tuple[int, bool]]:
