@@ -354,8 +354,7 @@ class Ingestor:
             ItemOutcome(unit.key, "rejected", issues=issues) if issues else None
             for unit, issues, _ in checked
         ]
-        todo = [(n, unit, hospital) for n, (unit, issues, hospital) in enumerate(checked)]
-        todo = [job for job in todo if outcomes[job[0]] is None]
+        todo = [(n, u, hospital) for n, (u, issues, hospital) in enumerate(checked) if not issues]
         together: dict[int, ItemOutcome] | None = None
         if len(todo) > 1 and all(unit.expected_version is None for _, unit, _ in todo):
             try:
