@@ -131,6 +131,10 @@ class _Fast:
         else:
             names = [n for n, _ in binds]
             args = [dict(zip(names, values, strict=True)) for values in zip(*columns, strict=True)]
+        held = conn.info.get(_HELD)
+        if held is not None:
+            held.append((sql, args))
+            return -1
         cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
         try:
             if len(args) == 1:
@@ -142,6 +146,65 @@ class _Fast:
             raise DBAPIError.instance(sql, args, exc, conn.dialect.loaded_dbapi.Error) from exc
         finally:
             cursor.close()
+
+
+# -- writes held back on PostgreSQL --------------------------------------------------------
+# Inside a PostgreSQL write transaction (Store.write) the _Fast writes are held back and sent
+# together, in one psycopg pipeline (one round trip), just before the next statement of any
+# other kind runs, a COPY starts or the transaction commits. A new patient's record alone is
+# a dozen such writes (exchange patient, record, identifiers, traits, blocking keys, link
+# event, two Patients and their search rows), and PostgreSQL answered each one before the
+# next could go. Order is kept: everything else waits for the held writes. A held write the
+# database refuses raises at that next statement, inside the same savepoint or one that
+# encloses it, which is where ingest catches it. A rollback (to a savepoint, or of all)
+# drops what is held: every savepoint starts after a flush, so what is held belongs to the
+# savepoint being rolled back. _Fast returns -1 for a held write's row count: no caller reads
+# it. SQLite runs each write at once (it has no round trips to save).
+_HELD = "hie.held_writes"
+
+
+def send_held(conn: Any) -> None:
+    """Send the writes held on ``conn`` (a Connection or its DBAPI connection's info holder)."""
+    held = conn.info.get(_HELD)
+    if not held:
+        return
+    writes = list(held)
+    held.clear()
+    driver = conn.connection.driver_connection
+    dbapi = conn.dialect.loaded_dbapi
+    cursor = driver.cursor()
+    sql, args = "", []
+    try:
+        with driver.pipeline():
+            for sql, args in writes:
+                if len(args) == 1:
+                    cursor.execute(sql, args[0])
+                else:
+                    cursor.executemany(sql, args)
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(sql, args, exc, dbapi.Error) from exc
+    finally:
+        cursor.close()
+
+
+def _drop_held(conn: Connection, *_: Any) -> None:
+    held = conn.info.get(_HELD)
+    if held:
+        held.clear()
+
+
+def _send_held_first(conn: Connection, *_: Any) -> None:
+    send_held(conn)
+
+
+def hold_writes(engine: Engine) -> None:
+    """Make ``engine``'s connections send held writes before anything else (PostgreSQL)."""
+    if event.contains(engine, "before_cursor_execute", _send_held_first):
+        return
+    event.listen(engine, "before_cursor_execute", _send_held_first)
+    event.listen(engine, "commit", _send_held_first)
+    event.listen(engine, "rollback", _drop_held)
+    event.listen(engine, "rollback_savepoint", _drop_held)
 
 
 _INSERT_R = _Fast(insert(R))
@@ -204,6 +267,7 @@ def _copy(conn: Connection, stmt: _Fast, rows: list[JSON]) -> None:
     procs = [table.c[k].type._cached_bind_processor(dialect) for k in keys]
     columns = [_column(rows, k, f) for k, f in zip(keys, procs, strict=True)]
     sql = f"COPY {quote.format_table(table)} ({', '.join(quote.quote(k) for k in keys)}) FROM STDIN"
+    send_held(conn)
     cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
     try:
         with cursor.copy(sql) as copy:
@@ -338,6 +402,8 @@ class Store:
         self.engine = engine
         self.tz = tz
         self.dialect = engine.dialect.name
+        if self.dialect == "postgresql":
+            hold_writes(engine)
 
     # -- transactions -------------------------------------------------------------------
     @contextmanager
@@ -345,11 +411,14 @@ class Store:
         """A write transaction (SQLite: BEGIN IMMEDIATE, so writers queue instead of failing)."""
         with self.engine.connect() as conn:
             conn.info["write"] = True
+            if self.dialect == "postgresql":
+                conn.info[_HELD] = []
             try:
                 with conn.begin():
                     yield conn
             finally:
                 conn.info["write"] = False
+                conn.info.pop(_HELD, None)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:

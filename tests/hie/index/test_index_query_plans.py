@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import Connection, event, text
 
 from adapters.base import Batch, Entry, Unit
-from hie import naming
+from hie import ingest, naming
 from hie.exchange import Exchange
 from tests.hie.api.api_builders import BACKENDS, imaging_study, observation, patient, serve
 
@@ -44,10 +44,16 @@ def _seed(exchange: Exchange) -> None:
 
 def _plan(exchange: Exchange, rtype: str, params: list[tuple[str, str]]) -> list[str]:
     searcher = exchange.searcher
-    with exchange.store.write() as conn:  # SET LOCAL needs a transaction; reads have none
+    with exchange.store.read() as conn:
         query = searcher.parse(conn, rtype, params, strict=True)
-        assert not query.impossible, params
-        stmt, _ = searcher.statement(query)
+    assert not query.impossible, params
+    stmt, _ = searcher.statement(query)
+    return _explain(exchange, stmt)
+
+
+def _explain(exchange: Exchange, stmt: Any, binds: dict[str, Any] | None = None) -> list[str]:
+    """The plan of ``stmt`` as it runs, with ``binds`` bound as the caller binds them."""
+    with exchange.store.write() as conn:  # SET LOCAL needs a transaction; reads have none
         sqlite = conn.dialect.name == "sqlite"
         if not sqlite:
             conn.execute(text("SET LOCAL enable_seqscan = off"))
@@ -60,7 +66,7 @@ def _plan(exchange: Exchange, rtype: str, params: list[tuple[str, str]]) -> list
 
         event.listen(conn, "before_cursor_execute", explain, retval=True)
         try:
-            result = conn.execute(stmt)
+            result = conn.execute(stmt, binds)
             rows = result.cursor.fetchall()  # raw plan rows, not the statement's columns
             result.close()
         finally:
@@ -119,6 +125,28 @@ def test_imaging_study_by_patient_uses_the_patient_index(seeded: Exchange) -> No
     plan = _plan(seeded, "ImagingStudy", [("patient", _record(seeded, 3))])
     _no_full_scans(plan)
     assert "ix_resource_patient" in "\n".join(plan)
+
+
+def test_ingest_finds_stored_resources_by_source_with_the_unique_index(seeded: Exchange) -> None:
+    """A group commit's lookup of what its units already stored (hie.ingest._source_rows):
+    on PostgreSQL the (hospital, source) pairs joined to the unique index, one probe each."""
+    with seeded.store.read() as conn:
+        rows = conn.execute(
+            text("SELECT hospital_id, source_id FROM resource WHERE type = 'Observation' LIMIT 3")
+        ).all()
+    if seeded.store.dialect == "postgresql":
+        stmt = ingest._HOSPITALS_PG
+        binds = {"hospitals": [r[0] for r in rows], "sources": [r[1] for r in rows]}
+    else:
+        stmt = ingest._HOSPITALS
+        binds = {"hospitals": sorted({r[0] for r in rows}), "sources": [r[1] for r in rows]}
+    plan = _explain(seeded, stmt, {"type": "Observation", **binds})
+    _no_full_scans(plan)
+    joined = "\n".join(plan)
+    if seeded.store.dialect == "postgresql":
+        assert "uq_resource_source" in joined, plan
+    else:  # SQLite names a UNIQUE constraint's index sqlite_autoindex_resource_N
+        assert "(type=? AND hospital_id=? AND source_id=?)" in joined, plan
 
 
 @pytest.mark.parametrize(
