@@ -382,6 +382,9 @@ class Ingestor:
                     self._dead_letter(conn, batch, dead, now)
                 if batch.cursor is not None:
                     self._save_cursor(conn, batch.hospital_id, batch.adapter, batch.cursor, now)
+        self.store.grew(
+            sum(w.status == "created" for r in results for i in r.items for w in i.written)
+        )
         return results
 
     def _apply_all(
