@@ -33,7 +33,16 @@ from hie.fhir import check_model
 from hie.fhirtime import BadDate, now_utc, parse_range
 from hie.index import tables as t
 from hie.index.patients import PatientRegistry
-from hie.index.store import CURRENT_ROW, Current, R, Store, WriteBuffer, content_hash
+from hie.index.store import (
+    CURRENT_ROW,
+    Current,
+    HeldSavepoint,
+    R,
+    Store,
+    WriteBuffer,
+    content_hash,
+    savepoint,
+)
 from hie.outcome import Conflict, FhirError, Forbidden, Invalid, Issue, PreconditionFailed
 
 JSON = dict[str, Any]
@@ -278,12 +287,12 @@ class _UnitScope:
         self.buffer = WriteBuffer()
         self.seen: dict[tuple[str, str | None], Current] = {}
         self.inserted: list[tuple[str, str]] = []
-        self.tx: NestedTransaction | None = None
+        self.tx: NestedTransaction | HeldSavepoint | None = None
 
     def write_now(self) -> None:
         """Called before a write that is not buffered; alone, the unit is in a savepoint."""
         if self.shared is not None and self.tx is None:
-            self.tx = self.conn.begin_nested()
+            self.tx = savepoint(self.conn)
 
     def follow(self, registry: PatientRegistry, patient_id: str) -> str:
         if self.shared is None:

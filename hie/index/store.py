@@ -195,6 +195,55 @@ def _drop_held(conn: Connection, *_: Any) -> None:
         held.clear()
 
 
+class HeldSavepoint:
+    """A savepoint sent with the held writes (PostgreSQL, inside Store.write).
+
+    Ingest opens one per unit that writes at once, so that a unit refused halfway rolls back
+    alone. Through SQLAlchemy each cost two round trips (SAVEPOINT, RELEASE) on top of the
+    held writes they flushed first; these go out in the same pipelines as the writes. Until
+    its SAVEPOINT is sent it is only a mark in the queue: committing drops the mark, rolling
+    back drops the mark and what followed it. Once sent, RELEASE (or ROLLBACK TO and RELEASE)
+    is queued in turn. A held write the database refuses raises at the next statement; ingest
+    then rolls back the enclosing SQLAlchemy savepoint, which drops whatever this one queued
+    (the rollback_savepoint hook) and undoes this savepoint with the rest.
+    """
+
+    NAME = "hie_unit"
+
+    def __init__(self, held: list[tuple[str, list[Any]]]) -> None:
+        self.held = held
+        self.mark: tuple[str, list[Any]] = (f"SAVEPOINT {self.NAME}", [()])
+        held.append(self.mark)
+        self.is_active = True
+
+    def _mark_at(self) -> int | None:
+        return next((n for n, w in enumerate(self.held) if w is self.mark), None)
+
+    def commit(self) -> None:
+        self.is_active = False
+        at = self._mark_at()
+        if at is not None:
+            del self.held[at]
+        else:
+            self.held.append((f"RELEASE SAVEPOINT {self.NAME}", [()]))
+
+    def rollback(self) -> None:
+        self.is_active = False
+        at = self._mark_at()
+        if at is not None:
+            del self.held[at:]
+        else:
+            self.held.clear()  # all of it came after the savepoint
+            self.held.append((f"ROLLBACK TO SAVEPOINT {self.NAME}", [()]))
+            self.held.append((f"RELEASE SAVEPOINT {self.NAME}", [()]))
+
+
+def savepoint(conn: Connection) -> HeldSavepoint | Any:
+    """A savepoint: held with the writes where they are held, else SQLAlchemy's own."""
+    held = conn.info.get(_HELD)
+    return HeldSavepoint(held) if held is not None else conn.begin_nested()
+
+
 def _send_held_first(conn: Connection, *_: Any) -> None:
     send_held(conn)
 

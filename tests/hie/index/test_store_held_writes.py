@@ -8,12 +8,13 @@ what a transaction reads, commits and rolls back must be the same: these tests r
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, insert, text
 from sqlalchemy.exc import IntegrityError
 
-from hie.index.store import _HELD, Store, _Fast, create_engine
+from hie.index.store import _HELD, Store, _Fast, create_engine, savepoint
 
 PROBE = Table("held_probe", MetaData(), Column("x", Integer, primary_key=True))
 _PUT = _Fast(insert(PROBE))
@@ -94,3 +95,47 @@ def test_a_transaction_rolled_back_leaves_nothing_for_the_next(store: Store) -> 
     with store.write() as conn:  # the same pooled connection
         _PUT(conn, {"x": 1})
     assert _rows(store) == [1]
+
+
+def _count(conn: Any) -> int:
+    return int(conn.execute(text("SELECT count(*) FROM held_probe")).scalar_one())
+
+
+def test_a_unit_savepoint_rolls_back_its_writes_whether_or_not_it_was_sent(store: Store) -> None:
+    """store.savepoint: held with the writes on PostgreSQL, SQLAlchemy's own on SQLite."""
+    with store.write() as conn:
+        _PUT(conn, {"x": 1})
+        quiet = savepoint(conn)  # nothing read inside: on PostgreSQL never sent at all
+        _PUT(conn, {"x": 2})
+        quiet.rollback()
+        sent = savepoint(conn)
+        _PUT(conn, {"x": 3})
+        assert _count(conn) == 2  # the read sends the savepoint and the write
+        _PUT(conn, {"x": 4})
+        sent.rollback()
+        kept = savepoint(conn)
+        _PUT(conn, {"x": 5})
+        assert _count(conn) == 2
+        kept.commit()
+        assert not quiet.is_active and not sent.is_active and not kept.is_active
+    assert _rows(store) == [1, 5]
+
+
+def test_a_refused_write_inside_a_unit_savepoint_goes_to_the_enclosing_one(store: Store) -> None:
+    """As ingest does: a batch savepoint around unit savepoints; the refusal surfaces at the
+    next statement, the unit's rollback queues nothing on the failed transaction, and the
+    batch savepoint's rollback leaves the transaction usable."""
+    with store.write() as conn:
+        _PUT(conn, {"x": 1})
+        with pytest.raises(IntegrityError), conn.begin_nested():
+            unit = savepoint(conn)
+            try:
+                _PUT(conn, {"x": 2})
+                _PUT(conn, {"x": 1})  # refused: at once on SQLite, at the read on PostgreSQL
+                conn.execute(text("SELECT 1")).all()
+            except IntegrityError:
+                unit.rollback()
+                raise
+        assert _count(conn) == 1
+        _PUT(conn, {"x": 3})
+    assert _rows(store) == [1, 3]
