@@ -38,6 +38,8 @@ EP = t.ExchangePatient.__table__  # type: ignore[attr-defined]
 _INSERT_TRAITS = _Fast(insert(TRAITS))
 _INSERT_BLOCK = _Fast(insert(BLOCK))
 _INSERT_EVENT = _Fast(insert(EVENT))
+_DELETE_TRAITS = _Fast(delete(TRAITS).where(TRAITS.c.patient_id == bindparam("_patient")))
+_DELETE_BLOCKS = _Fast(delete(BLOCK).where(BLOCK.c.patient_id == bindparam("_patient")))
 # A candidate block with each patient's merge pointer: one statement, and a ``follow`` only
 # for the (rare) merged patient, instead of one per candidate. The pointer is a scalar
 # subquery, one primary-key probe per block row, not a join: PostgreSQL planned the join as a
@@ -198,8 +200,8 @@ class Mpi:
                         continue
                 merged = merged.merge(traits) if merged else traits
             if not fresh:
-                conn.execute(delete(TRAITS).where(TRAITS.c.patient_id == pid))
-                conn.execute(delete(BLOCK).where(BLOCK.c.patient_id == pid))
+                _DELETE_TRAITS(conn, {"_patient": pid})
+                _DELETE_BLOCKS(conn, {"_patient": pid})
             if merged is None:
                 continue
             _INSERT_TRAITS(

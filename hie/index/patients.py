@@ -30,9 +30,18 @@ PR = t.PatientRecord.__table__  # type: ignore[attr-defined]
 PI = t.PatientIdentifier.__table__  # type: ignore[attr-defined]
 
 # Built once: the linker runs these for every new hospital record of a bulk load, and
-# building the expression per call cost more Python time than the query.
+# building the expression per call cost more Python time than the query. The patient's merge
+# pointer comes in the same row (a primary-key subquery), so only a merged patient costs a
+# second statement (``follow``).
 _BY_IDENTIFIER = (
-    select(PI.c.patient_id, PI.c.record_id)
+    select(
+        PI.c.patient_id,
+        PI.c.record_id,
+        select(EP.c.merged_into)
+        .where(EP.c.id == PI.c.patient_id)
+        .scalar_subquery()
+        .label("merged_into"),
+    )
     .where(PI.c.system == bindparam("_system"), PI.c.value == bindparam("_value"))
     .limit(1)
 )
@@ -47,6 +56,7 @@ _RECORDS = select(PR.c.record_id).where(PR.c.patient_id == bindparam("_patient")
 _INSERT_EP = _Fast(insert(EP))
 _INSERT_PR = _Fast(insert(PR))
 _INSERT_PI = _Fast(insert(PI))
+_DELETE_PI = _Fast(delete(PI).where(PI.c.record_id == bindparam("_record")))
 
 FHIR_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 MASTER_TAG = {"system": f"{naming.BASE}/cs/patient-kind", "code": "master"}
@@ -68,7 +78,9 @@ class PatientRegistry:
     # -- lookups ------------------------------------------------------------------------
     def by_identifier(self, conn: Connection, system: str, value: str) -> str | None:
         row = conn.execute(_BY_IDENTIFIER, {"_system": system, "_value": value}).first()
-        return self.follow(conn, row.patient_id) if row else None
+        if row is None:
+            return None
+        return self.follow(conn, row.patient_id) if row.merged_into else row.patient_id
 
     def follow(self, conn: Connection, patient_id: str) -> str:
         """Follow merges to the surviving exchange patient."""
@@ -108,7 +120,10 @@ class PatientRegistry:
     def record_of(self, conn: Connection, system: str, value: str) -> tuple[str, str] | None:
         """(exchange patient, record id) for a patient identifier, for identifier-only subjects."""
         row = conn.execute(_BY_IDENTIFIER, {"_system": system, "_value": value}).first()
-        return (self.follow(conn, row.patient_id), row.record_id) if row else None
+        if row is None:
+            return None
+        patient_id = self.follow(conn, row.patient_id) if row.merged_into else row.patient_id
+        return patient_id, row.record_id
 
     def records(self, conn: Connection, patient_id: str) -> list[str]:
         return [r.record_id for r in conn.execute(_RECORDS, {"_patient": patient_id})]
@@ -164,7 +179,7 @@ class PatientRegistry:
             )
             self.mpi.record_decision(conn, decision, record_id, patient_id, now)
         if existing is not None:  # identifiers are written only with a record
-            conn.execute(delete(PI).where(PI.c.record_id == record_id))
+            _DELETE_PI(conn, {"_record": record_id})
         rows = [
             {"system": s[:255], "value": v[:255], "record_id": record_id, "patient_id": patient_id}
             for s, v in dict.fromkeys(identifiers(record))
