@@ -64,6 +64,9 @@ class Unit:
     trusted: bool = False
     # HTTP If-Match: the version the client last saw, checked under the write lock.
     expected_version: str | None = None
+    # What the ingestor's own validation found, when it ran ahead of the ingest (see
+    # ``hie.ingest.Ingestor.checked``: the MLLP listener's mapping threads); None: not yet.
+    issues: tuple[Any, ...] | None = None
 
 
 @dataclass(frozen=True)

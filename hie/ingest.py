@@ -364,7 +364,7 @@ class Ingestor:
         lookups and inserts. Each unit is still judged alone, under its own hospital.
         """
         checked = [
-            (unit, self.validate(unit, lenient=batch.adapter == "http"), batch.hospital_id or None)
+            (unit, self._issues(unit, lenient=batch.adapter == "http"), batch.hospital_id or None)
             for batch in batches
             for unit in batch.units
         ]
@@ -479,6 +479,18 @@ class Ingestor:
         return out
 
     # -- validation ---------------------------------------------------------------------
+    def checked(self, unit: Unit) -> Unit:
+        """``unit`` with the issues :meth:`validate` finds in it (an adapter's checks, not
+        HTTP's), for a caller that can check ahead of the ingest, off its critical path: the
+        MLLP listener does it in the thread that mapped the message, while the commit thread
+        writes the previous group. Safe from any thread."""
+        return replace(unit, issues=tuple(self.validate(unit)))
+
+    def _issues(self, unit: Unit, *, lenient: bool) -> list[Issue]:
+        if unit.issues is not None and not lenient:
+            return list(unit.issues)
+        return self.validate(unit, lenient=lenient)
+
     def validate(self, unit: Unit, *, lenient: bool = False) -> list[Issue]:
         """Model and profile checks for every entry; expressions are prefixed in a Bundle."""
         issues: list[Issue] = []

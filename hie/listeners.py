@@ -36,6 +36,7 @@ def start_mllp(exchange: Exchange, config: HospitalsConfig) -> list[RunningListe
             terminology=terminology,
             tz=ZoneInfo(config.exchange.timezone),
             handle_many=exchange.ingestor.ingest_many,
+            check=exchange.ingestor.checked,
         )
         running.append(run_in_thread(listener, host, port))
         log.info("MLLP listening on %s:%d for %s", host, running[-1].port, sorted(facilities))

@@ -143,8 +143,12 @@ class MllpListener:
         tz: tzinfo = SHANGHAI,
         clock: Callable[[], datetime] | None = None,
         handle_many: HandleMany | None = None,
+        check: Callable[[Unit], Unit] | None = None,
     ) -> None:
+        """``check``: run on each mapped unit in the mapping thread, before it is queued for a
+        commit (``Ingestor.checked``: validation off the commit thread's path)."""
         self.handle = handle
+        self.check = check
         self.config = config
         self.terminology = terminology or NoMapping()
         self.tz = tz
@@ -300,6 +304,8 @@ class MllpListener:
             unit = map_oru(msg, Context(hospital, self.terminology, self.tz), framed.raw, key)
         except MessageError as exc:
             return self._reject(block, framed, exc, header, hospital, msg)
+        if self.check is not None:
+            unit = self.check(unit)
         return Pending(block, header, msg, hospital, unit, self._commits.enqueue(hospital, unit))
 
     def _settle(self, step: Pending) -> Reply:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from hl7.client import MLLPClient
 
@@ -134,3 +134,29 @@ def test_close_commits_what_is_queued_and_a_later_submit_still_works() -> None:
     assert queue.submit("szph", Unit(key="k2", entries=())).ok  # restarts its thread
     queue.close()
     assert seen == [1, 1]
+
+
+def test_check_runs_in_the_mapping_threads_before_the_commit() -> None:
+    """``check`` (the exchange passes Ingestor.checked) sees each unit before it is queued,
+    off the committing thread, and what it returns is what the commit gets."""
+    checked_in: set[str] = set()
+
+    def check(unit: Unit) -> Unit:
+        checked_in.add(threading.current_thread().name)
+        return replace(unit, issues=())
+
+    committed: list[Unit] = []
+
+    def ingest(batch: Batch) -> Outcome:
+        committed.extend(batch.units)
+        return Outcome([Item(True) for _ in batch.units])
+
+    listener = MllpListener(ingest, MllpConfig(hospital_id="szph"), clock=lambda: NOW, check=check)
+    running = run_in_thread(listener, port=0)
+    try:
+        acks = _send_all(running.port, senders=4, each=3)
+    finally:
+        running.stop()
+    assert set(acks.values()) == {"AA"} and len(committed) == 12
+    assert all(u.issues == () for u in committed)
+    assert checked_in and "mllp-commit" not in checked_in
