@@ -221,6 +221,11 @@ def merge_patient(stored: JSON, incoming: JSON) -> JSON:
     return merged
 
 
+def _digest(res: Any) -> bytes:
+    """A resource's content digest, for the memos of checks already passed."""
+    return hashlib.blake2b(orjson.dumps(res, option=orjson.OPT_SORT_KEYS), digest_size=16).digest()
+
+
 def _rewired(node: Any, local: dict[str, str]) -> Any:
     """``node`` with every ``reference`` found in ``local`` replaced, copying only the dicts
     and lists on the way to a change: the unit's own JSON is never changed, so the same unit
@@ -337,6 +342,7 @@ class Ingestor:
         self.http_profile_check = http_profile_check or profile_check
         self.extra_checks = extra_checks or []
         self._patient_checks: dict[tuple[bool, bytes], list[Issue]] = {}
+        self._valid_patients: set[bytes] = set()  # digests of Patients the FHIR model passed
 
     # -- the Sink protocol --------------------------------------------------------------
     def cursor(self, hospital_id: str, adapter: str, name: str) -> str | None:
@@ -499,35 +505,38 @@ class Ingestor:
             res = entry.resource
             rtype = res.get("resourceType") if isinstance(res, dict) else None
             path = f"Bundle.entry[{n}].resource" if many else str(rtype or "")
-            if not unit.trusted or not isinstance(res, dict):
+            digest = _digest(res) if rtype == "Patient" else None
+            if (not unit.trusted or not isinstance(res, dict)) and (
+                digest is None or digest not in self._valid_patients
+            ):
                 found = check_model(res, path=path if many else "")
                 issues.extend(found)
                 if found:
                     continue
-            for issue in self._checks(res, rtype, lenient):
+                if digest is not None:
+                    if len(self._valid_patients) >= _PATIENT_MEMO:
+                        self._valid_patients.clear()
+                    self._valid_patients.add(digest)
+            for issue in self._checks(res, rtype, lenient, digest):
                 if many and issue.expression and rtype:
                     expr = path + issue.expression.removeprefix(rtype)
                     issue = Issue(issue.diagnostics, issue.code, issue.severity, expr)
                 issues.append(issue)
         return [i for i in issues if i.severity in ("error", "fatal")]
 
-    def _checks(self, res: JSON, rtype: Any, lenient: bool) -> list[Issue]:
+    def _checks(self, res: JSON, rtype: Any, lenient: bool, digest: bytes | None) -> list[Issue]:
         """hie's profile and extra checks of one resource.
 
         A hospital's feed repeats the same Patient with each of its results, and the checks
         are pure functions of the JSON (the national ID rules are the dear part), so a
-        Patient seen before is answered from a small memo keyed by a digest of its content.
+        Patient seen before is answered from a small memo keyed by a digest of its content
+        (``digest``; the FHIR model check of a Patient is remembered the same way).
         """
         profile = self.http_profile_check if lenient else self.profile_check
         checks = [*([profile] if profile else []), *self.extra_checks]
-        if rtype != "Patient":
+        if digest is None:
             return [issue for check in checks for issue in check(res)]
-        key = (
-            lenient,
-            hashlib.blake2b(
-                orjson.dumps(res, option=orjson.OPT_SORT_KEYS), digest_size=16
-            ).digest(),
-        )
+        key = (lenient, digest)
         found = self._patient_checks.get(key)
         if found is None:
             found = [issue for check in checks for issue in check(res)]

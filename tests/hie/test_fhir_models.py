@@ -10,7 +10,15 @@ from __future__ import annotations
 import orjson
 import pytest
 
-from hie.fhir import SUPPORTED_TYPES, check_model, fhirpath, model_class, parse_json
+from hie.fhir import (
+    SUPPORTED_TYPES,
+    _clean,
+    _empty_arrays,
+    check_model,
+    fhirpath,
+    model_class,
+    parse_json,
+)
 from hie.outcome import Invalid
 from tests.hie.reference_data import FOLDERS, available, examples
 
@@ -169,3 +177,22 @@ def test_validator_cases_fail_where_the_test_suite_says() -> None:
     assert set(found) == set(VALIDATOR_CASES)
     for name, expected in VALIDATOR_CASES.items():
         assert expressions(found[name].resource) == expected, name
+
+
+@needs_reference
+def test_the_fast_clean_walk_agrees_with_the_one_that_names_paths() -> None:
+    """``_clean`` (no paths built) must say "clean" exactly when ``_empty_arrays`` finds
+    nothing, on every published example and on each fault of its kind."""
+    faulty = [
+        _obs(category=[]),
+        _obs(code={}),
+        _obs(issued=""),
+        _obs(note=[{"text": "a\u0000b"}]),
+        {"resourceType": "Patient", "name": [{"given": ["ok", "n\u0000"]}]},
+        {"resourceType": "Patient", "text": {"status": "empty", "div": ""}},  # div may be ""
+    ]
+    resources = [ex.resource for folder in FOLDERS for ex in examples(folder)] + faulty
+    assert len(resources) > 100
+    for res in resources:
+        assert _clean(res) == (not _empty_arrays(res, "X")), res
+    assert [_clean(r) for r in faulty] == [False] * 5 + [True]

@@ -80,3 +80,37 @@ def test_an_http_batch_is_judged_by_http_rules_whatever_was_found_ahead(
     )
     result = exchange.ingestor.ingest(Batch(hospital, "http", [ahead]))
     assert result.items[0].status == "created"
+
+
+def test_a_patient_passes_the_fhir_model_once_and_a_bad_one_every_time(
+    exchange: Exchange,
+    city: dict[str, list[bytes]],  # noqa: F811
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A feed repeats its Patient in every unit: the model check of a Patient is remembered
+    by content once it passed, and never when it failed."""
+    import hie.ingest
+
+    hospital, lines = _first(city)
+    checked: list[str] = []
+    real = hie.ingest.check_model
+
+    def counting(res: Any, **kw: Any) -> Any:
+        checked.append(res.get("resourceType"))
+        return real(res, **kw)
+
+    monkeypatch.setattr(hie.ingest, "check_model", counting)
+    doc = orjson.loads(lines[1])
+    units = [_unit(doc, f"u{n}", hospital) for n in range(3)]
+    assert not any(u.trusted for u in units)
+    exchange.ingestor.ingest(Batch(hospital, "bulk-ndjson", units))
+    assert checked.count("Patient") == 1
+    assert checked.count("Observation") == 3 * sum(
+        e["resource"]["resourceType"] == "Observation" for e in doc["entry"]
+    )
+    doc["entry"][0]["resource"]["gender"] = ["male"]  # not a code
+    checked.clear()
+    bad = [_unit(doc, f"b{n}", hospital) for n in range(2)]
+    result = exchange.ingestor.ingest(Batch(hospital, "bulk-ndjson", bad))
+    assert [i.status for i in result.items] == ["rejected", "rejected"]
+    assert checked.count("Patient") == 2
