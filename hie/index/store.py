@@ -159,14 +159,15 @@ class _Fast:
 # next could go. Order is kept: everything else waits for the held writes. A held write the
 # database refuses raises at that next statement, inside the same savepoint or one that
 # encloses it, which is where ingest catches it. A rollback (to a savepoint, or of all)
-# drops what is held: every savepoint starts after a flush, so what is held belongs to the
-# savepoint being rolled back. _Fast returns -1 for a held write's row count: no caller reads
-# it. SQLite runs each write at once (it has no round trips to save).
+# drops what is held: a SQLAlchemy savepoint starts after a flush (its SAVEPOINT is a
+# statement like any other), so what is held belongs to the savepoint being rolled back;
+# ingest's own unit savepoints are held too (HeldSavepoint). _Fast returns -1 for a held
+# write's row count: no caller reads it. SQLite runs each write at once (no round trips).
 _HELD = "hie.held_writes"
 
 
 def send_held(conn: Any) -> None:
-    """Send the writes held on ``conn`` (a Connection or its DBAPI connection's info holder)."""
+    """Send the writes held on ``conn`` in one pipeline (nothing to do when none are held)."""
     held = conn.info.get(_HELD)
     if not held:
         return
@@ -496,7 +497,7 @@ class Store:
             if self._size is None:
                 with self.read() as conn:
                     estimate = conn.execute(
-                        text("SELECT reltuples FROM pg_class WHERE relname = 'resource'")
+                        text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('resource')")
                     ).scalar()
                 self._size = max(float(estimate or 0), 0.0)  # -1: never analyzed
             self._grown += created

@@ -28,7 +28,7 @@ def lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
 def _estimate_and_count(exchange: Exchange) -> tuple[float, int]:
     with exchange.store.read() as conn:
         estimate = conn.execute(
-            text("SELECT reltuples FROM pg_class WHERE relname = 'resource'")
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('resource')")
         ).scalar_one()
         count = conn.execute(text("SELECT count(*) FROM resource")).scalar_one()
     return float(estimate), int(count)
@@ -65,7 +65,9 @@ def test_an_index_already_large_is_left_to_autovacuum(exchange: Exchange) -> Non
     if store.dialect == "sqlite":
         pytest.skip("PostgreSQL only: SQLite's statistics are not kept by the store")
     with store.read() as conn:  # what pg_class says of an index of a million resources
-        conn.execute(text("UPDATE pg_class SET reltuples = 1e6 WHERE relname = 'resource'"))
+        conn.execute(
+            text("UPDATE pg_class SET reltuples = 1e6 WHERE oid = to_regclass('resource')")
+        )
     try:
         assert not store.grew(500_000)
         assert store.grew(500_000)
