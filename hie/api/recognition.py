@@ -23,7 +23,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from sqlalchemy import Connection
 
-from hie.api.deps import ExchangeDep, PrincipalDep
+from hie.api.deps import ExchangeDep, PrincipalDep, run_read
 from hie.api.responses import fhir, query_pairs, read_body
 from hie.bundle import searchset
 from hie.fhir import parse_json
@@ -200,7 +200,8 @@ async def prior_results_type(
             "Give exactly one patient.identifier=system|value", expression="patient.identifier"
         )
     rest = [(k, v) for k, v in pairs if k != "patient.identifier"]
-    return _answer(exchange, principal, _by_identifier(exchange, idents[0]), rest)
+    locate = _by_identifier(exchange, idents[0])
+    return await run_read(exchange, lambda: _answer(exchange, principal, locate, rest))
 
 
 @router.api_route("/fhir/Patient/{patient_id}/$prior-results", methods=["GET", "POST"])
@@ -208,7 +209,8 @@ async def prior_results(
     patient_id: str, request: Request, exchange: ExchangeDep, principal: PrincipalDep
 ) -> Response:
     pairs = await _params(request)
-    return _answer(exchange, principal, _by_id(exchange, patient_id), pairs)
+    locate = _by_id(exchange, patient_id)
+    return await run_read(exchange, lambda: _answer(exchange, principal, locate, pairs))
 
 
 @router.get("/fhir/OperationDefinition/prior-results")
