@@ -30,9 +30,9 @@ async def run_read(exchange: Exchange, read: Callable[[], T]) -> T:
     cost (about 0.5 ms of CPU a request, measured for plain ``def`` routes). On PostgreSQL a
     search spent about a third of its time in psycopg waiting for the server, with the event
     loop blocked meanwhile; in a thread the loop serves other requests. Under 32 connections
-    (the bench's search paths, city-small, one server core) that went 650–770 → 1,090–1,100
-    requests/s. asyncio's default executor keeps the threads few (CPUs + 4), fewer than the
-    connection pool.
+    (the bench's search paths, city-small, one server core, two alternating pairs) that went
+    745–795 → 1,076–1,093 requests/s. asyncio's default executor keeps the threads few
+    (CPUs + 4), fewer than the connection pool.
     """
     if exchange.store.dialect == "postgresql":
         return await asyncio.get_running_loop().run_in_executor(None, read)
