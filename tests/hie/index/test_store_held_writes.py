@@ -14,7 +14,8 @@ import pytest
 from sqlalchemy import Column, Integer, MetaData, Table, insert, text
 from sqlalchemy.exc import IntegrityError
 
-from hie.index.store import _HELD, Store, _Fast, create_engine, savepoint
+from hie.index.store import _HELD, Store, _Fast, savepoint
+from tests.hie.index.test_store_transactions import probe_store
 
 PROBE = Table("held_probe", MetaData(), Column("x", Integer, primary_key=True))
 _PUT = _Fast(insert(PROBE))
@@ -22,14 +23,8 @@ _PUT = _Fast(insert(PROBE))
 
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    engine = create_engine(database_url, pool_size=1)  # one connection, reused each time
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS held_probe"))
-        conn.execute(text("CREATE TABLE held_probe (x INTEGER PRIMARY KEY)"))
-    yield Store(engine)
-    with engine.begin() as conn:  # the PostgreSQL test database is shared with schema tests
-        conn.execute(text("DROP TABLE held_probe"))
-    engine.dispose()
+    with probe_store(database_url, "held_probe", "x INTEGER PRIMARY KEY") as found:
+        yield found
 
 
 def _rows(store: Store) -> list[int]:

@@ -12,17 +12,9 @@ import pytest
 from sqlalchemy import text
 
 from adapters.base import Batch
-from bench.city import generate
 from hie.exchange import Exchange
 from hie.index.store import ANALYZE_FLOOR
-from tests.hie.test_ingest_batch import _unit
-
-
-@pytest.fixture(scope="module")
-def lines(tmp_path_factory: pytest.TempPathFactory) -> list[bytes]:
-    out = tmp_path_factory.mktemp("city")
-    generate(out, patients=6, hospitals=1, seed=5)
-    return next((out / "fhir").glob("*.ndjson")).read_bytes().splitlines()
+from tests.hie.test_ingest_batch import _unit, lines  # noqa: F401  (the fixture)
 
 
 def _estimate_and_count(exchange: Exchange) -> tuple[float, int]:
@@ -35,7 +27,8 @@ def _estimate_and_count(exchange: Exchange) -> tuple[float, int]:
 
 
 def test_the_index_is_analyzed_each_time_this_process_doubles_it(
-    exchange: Exchange, lines: list[bytes]
+    exchange: Exchange,
+    lines: tuple[str, list[bytes]],  # noqa: F811
 ) -> None:
     store = exchange.store
     if store.dialect == "sqlite":
@@ -43,7 +36,8 @@ def test_the_index_is_analyzed_each_time_this_process_doubles_it(
         return
     with store.read() as conn:
         conn.execute(text("ANALYZE resource"))  # an empty index, as its estimate says
-    batch = Batch("h001", "test", [_unit(x, f"u{n}", "h001") for n, x in enumerate(lines)])
+    hospital, raw = lines
+    batch = Batch(hospital, "test", [_unit(x, f"u{n}", hospital) for n, x in enumerate(raw)])
     result = exchange.ingestor.ingest(batch)  # ingest tells the store what it created
     created = sum(w.status == "created" for i in result.items for w in i.written)
     assert 0 < created < ANALYZE_FLOOR

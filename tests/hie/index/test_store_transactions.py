@@ -8,6 +8,7 @@ the next write on the same pooled connection.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from sqlalchemy import Connection, text
@@ -15,16 +16,27 @@ from sqlalchemy import Connection, text
 from hie.index.store import Store, create_engine
 
 
+@contextmanager
+def probe_store(database_url: str, table: str, columns: str) -> Iterator[Store]:
+    """A Store on one pooled connection (reads and writes share it) with a scratch table
+    ``table (columns)``, dropped afterwards: the PostgreSQL test database is shared with the
+    schema tests."""
+    engine = create_engine(database_url, pool_size=1)
+    with engine.begin() as conn:
+        conn.execute(text(f"DROP TABLE IF EXISTS {table}"))
+        conn.execute(text(f"CREATE TABLE {table} ({columns})"))
+    try:
+        yield Store(engine)
+    finally:
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE {table}"))
+        engine.dispose()
+
+
 @pytest.fixture
 def store(database_url: str) -> Iterator[Store]:
-    engine = create_engine(database_url, pool_size=1)  # one connection: reads and writes share it
-    with engine.begin() as conn:
-        conn.execute(text("DROP TABLE IF EXISTS tx_probe"))
-        conn.execute(text("CREATE TABLE tx_probe (x INTEGER)"))
-    yield Store(engine)
-    with engine.begin() as conn:  # the PostgreSQL test database is shared with schema tests
-        conn.execute(text("DROP TABLE tx_probe"))
-    engine.dispose()
+    with probe_store(database_url, "tx_probe", "x INTEGER") as found:
+        yield found
 
 
 def _count(store: Store) -> int:
