@@ -90,7 +90,7 @@ def check_model(resource: Any, *, path: str = "") -> list[Issue]:
                 expression=f"{prefix}resourceType",
             )
         ]
-    issues = [] if _clean(resource) else _empty_arrays(resource, f"{path or rtype}")
+    issues = _empty_arrays(resource, f"{path or rtype}")
     try:
         model_class(rtype).model_validate(resource)
     except pydantic.ValidationError as exc:
@@ -136,7 +136,7 @@ def _clean(value: Any) -> bool:
     """No empty array, object or string and no NUL anywhere: :func:`_empty_arrays` would find
     nothing. Nearly every resource is clean, and this walk builds no element paths (building
     them for every node was 4% of a one-process bulk load); only a resource that fails it is
-    walked again for the paths of its faults."""
+    walked again by :func:`_faults` for the paths of its faults."""
     stack: list[Any] = [value]
     while stack:
         node = stack.pop()
@@ -159,6 +159,11 @@ def _clean(value: Any) -> bool:
 
 def _empty_arrays(value: Any, path: str) -> list[Issue]:
     """FHIR JSON forbids empty arrays, objects and strings (R4 §2.6.2); the models allow them."""
+    return [] if _clean(value) else _faults(value, path)
+
+
+def _faults(value: Any, path: str) -> list[Issue]:
+    """The walk of :func:`_empty_arrays` that names each fault's element path."""
     issues: list[Issue] = []
     stack: list[tuple[Any, str]] = [(value, path)]
     while stack and len(issues) < 20:

@@ -13,7 +13,7 @@ import pytest
 from hie.fhir import (
     SUPPORTED_TYPES,
     _clean,
-    _empty_arrays,
+    _faults,
     check_model,
     fhirpath,
     model_class,
@@ -181,8 +181,8 @@ def test_validator_cases_fail_where_the_test_suite_says() -> None:
 
 @needs_reference
 def test_the_fast_clean_walk_agrees_with_the_one_that_names_paths() -> None:
-    """``_clean`` (no paths built) must say "clean" exactly when ``_empty_arrays`` finds
-    nothing, on every published example and on each fault of its kind."""
+    """``_clean`` (no paths built) must say "clean" exactly when ``_faults`` finds nothing,
+    on every published example and on each fault of its kind."""
     faulty = [
         _obs(category=[]),
         _obs(code={}),
@@ -194,5 +194,5 @@ def test_the_fast_clean_walk_agrees_with_the_one_that_names_paths() -> None:
     resources = [ex.resource for folder in FOLDERS for ex in examples(folder)] + faulty
     assert len(resources) > 100
     for res in resources:
-        assert _clean(res) == (not _empty_arrays(res, "X")), res
+        assert _clean(res) == (not _faults(res, "X")), res
     assert [_clean(r) for r in faulty] == [False] * 5 + [True]
