@@ -271,6 +271,7 @@ class PriorResults:
                 self.credentials,
                 self.rules.policy,
                 members=lambda refs: self.members(conn, refs),
+                trail=False,  # the answer carries the verdict, not every check behind it
             )
         refs = {a.result.ref for a in assessment.results} | {p.ref for p in assessment.pending}
         bodies = {ref: stored[ref] for ref in refs if ref in stored}

@@ -62,6 +62,8 @@ def evaluate(
     policy: RecognitionPolicy,
     pending_orders: Iterable[PendingOrder] = (),
     members: MemberSource | None = None,
+    *,
+    trail: bool = True,
 ) -> Assessment:
     """Judge every candidate result for the requested items, as seen at instant ``at``.
 
@@ -70,8 +72,9 @@ def evaluate(
     what the engine would have said then. A panel's members may be among them or come from
     ``members``, which the engine calls once, with the references of the members it lacks of
     the panels that pass their own checks (only those need their members: to know whether
-    they are complete). Raises :class:`~hie.outcome.Invalid` for a naive ``at`` or an unknown
-    requesting hospital.
+    they are complete). ``trail=False`` leaves ``Verdict.checks`` empty: the verdicts are
+    otherwise the same, for an edge that does not show the checks. Raises
+    :class:`~hie.outcome.Invalid` for a naive ``at`` or an unknown requesting hospital.
     """
     if at.tzinfo is None or at.utcoffset() is None:
         raise Invalid("'at' must be an instant with a time zone offset", expression="at")
@@ -89,6 +92,7 @@ def evaluate(
         requester=requester,
         hospitals=dict(profiles),
         credentials=tuple(credentials),
+        trail=trail,
     )
     return run.assess(list(results), list(requested_codes), list(pending_orders), members)
 
@@ -127,12 +131,19 @@ class _Run:
     expiries: dict[tuple[ValidityWindow, datetime], datetime] = field(default_factory=dict)
     windows: dict[ValidityWindow, tuple[str, str]] = field(default_factory=dict)  # (zh, en)
     decisions: dict[tuple[str, bool], tuple[ScopeDecision, str]] = field(default_factory=dict)
+    # Whether a verdict lists every check applied (``Verdict.checks``). The FHIR answer does
+    # not carry them; building them was ~10% of the engine's time per request (issue 8).
+    trail: bool = True
+    # A result's local day (and its text) and a window's end as text, per instant: a panel's
+    # results share their time, and many items share a window's end.
+    days: dict[datetime, tuple[date, str]] = field(default_factory=dict)
+    untils: dict[datetime, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self.held_by = _credential_index(self.credentials)
 
     def _item(self, r: PriorResult) -> CatalogueItem | None:
-        key = _key(r)
+        key = r.key
         if key in self.items:
             return self.items[key]
         found = self.items[key] = self.catalogue.match(r)
@@ -225,14 +236,14 @@ class _Run:
         for r in results:
             newest = self.latest[r.ref]
             if newest is not r and newest.version_key != r.version_key:
-                self.superseded_by[_key(r)] = f"{r.ref}/_history/{newest.version}"
+                self.superseded_by[r.key] = f"{r.ref}/_history/{newest.version}"
             elif r.superseded:
-                self.superseded_by[_key(r)] = "(index)"
+                self.superseded_by[r.key] = "(index)"
         for r in results:
             if r.replaces and r.replaces in self.latest and r.status not in _VOID:
                 for old in results:
                     if old.ref == r.replaces:
-                        self.superseded_by.setdefault(_key(old), r.ref)
+                        self.superseded_by.setdefault(old.key, r.ref)
 
     def _relates(self, r: PriorResult) -> list[Code]:
         item = self._item(r)
@@ -252,17 +263,18 @@ class _Run:
         """The checks on ``r``, made once; ``notes=False``: only whether and why it fails (the
         passing checks' notes, e.g. a window's end as text, are left out: a panel's members
         are asked whether they pass, and most of them never reach the answer)."""
-        found = self.checked.get(_key(r))
+        found = self.checked.get(r.key)
         if found is None or (notes and not found.notes):
-            found = self.checked[_key(r)] = self._check(r, notes)
+            found = self.checked[r.key] = self._check(r, notes)
         return found
 
     def _check(self, r: PriorResult, notes: bool = True) -> _Checked:
         checks: list[Check] = []
         failed: dict[str, tuple[str, str, str]] = {}  # reason -> (rule, detail_zh, detail_en)
+        listed = notes and self.trail  # every check goes into ``checks``
 
         def fail(reason: str, rule: str, note: str, zh: str = "", en: str = "") -> None:
-            if notes:
+            if listed:
                 checks.append(Check(rule, False, note))
             failed.setdefault(reason, (rule, zh or note, en or note))
 
@@ -270,10 +282,10 @@ class _Run:
             fail("entered-in-error", "status.entered-in-error", r.status)
         elif r.status == "cancelled":
             fail("cancelled", "status.cancelled", r.status)
-        if _key(r) in self.superseded_by:
-            fail("superseded", "version.superseded", self.superseded_by[_key(r)])
+        if r.key in self.superseded_by:
+            fail("superseded", "version.superseded", self.superseded_by[r.key])
         if r.status in FINAL_STATUSES:
-            if notes:
+            if listed:
                 checks.append(Check("status.final", True, r.status))
         elif r.status not in _VOID:
             fail("not-final", "status.not-final", r.status)
@@ -287,10 +299,10 @@ class _Run:
         if item is None:
             fail("not-on-list", "catalogue.not-on-list", ", ".join(f"{s}|{c}" for s, c in r.codes))
         else:
-            if notes:
+            if listed:
                 checks.append(Check("catalogue.on-list", True, item.code))
             if (
-                notes
+                listed
                 and item.kind == "imaging"
                 and item.contrast == "without"
                 and r.contrast is None
@@ -298,21 +310,22 @@ class _Run:
                 checks.append(Check("imaging.contrast", True, "not stated: taken as plain"))
             if item.specimens and r.specimen is not None and r.specimen not in item.specimens:
                 fail("specimen-mismatch", "catalogue.specimen", r.specimen)
-            elif item.specimens and notes:
+            elif item.specimens and listed:
                 checks.append(Check("catalogue.specimen", True, r.specimen or "not stated"))
             if item.units and (r.value is not None or r.unit is not None):
                 if not item.accepts_unit(r.unit):
                     fail("unit-mismatch", "catalogue.unit", r.unit or "(none)")
-                elif notes:
+                elif listed:
                     checks.append(Check("catalogue.unit", True, r.unit or "1"))
             if not own:
-                scope_rule = self._check_scope(item, producer, checks, fail, notes)
-                credential = self._check_credential(r, item, checks, fail, notes)
+                scope_rule = self._check_scope(item, producer, checks, fail, listed)
+                credential = self._check_credential(r, item, checks, fail, notes, listed)
             expires_at = self._expires(item.window, r.effective)
             if self.at >= expires_at:
-                note = f"{item.window.text} ended {expires_at}" if notes else ""
+                # the note is the check's only: the explanation names the window and its end
+                note = f"{item.window.text} ended {expires_at}" if listed else ""
                 fail("expired", "window.expired", note)
-            elif notes:
+            elif listed:
                 checks.append(
                     Check("window.within", True, f"{item.window.text} until {expires_at}")
                 )
@@ -332,6 +345,19 @@ class _Run:
         found = self.windows.get(window)
         if found is None:
             found = self.windows[window] = (window.describe("zh"), window.describe("en"))
+        return found
+
+    def _day(self, instant: datetime) -> tuple[date, str]:
+        found = self.days.get(instant)
+        if found is None:
+            day = instant.astimezone(self.zone).date()
+            found = self.days[instant] = (day, day.isoformat())
+        return found
+
+    def _until(self, expires_at: datetime) -> str:
+        found = self.untils.get(expires_at)
+        if found is None:
+            found = self.untils[expires_at] = local_until(expires_at, self.zone)
         return found
 
     def _judge(
@@ -420,12 +446,13 @@ class _Run:
         checks: list[Check],
         fail: _Fail,
         notes: bool = True,
+        listed: bool = True,
     ) -> LabCredential | None:
         if item.credential_scope == "none":
-            if notes:
+            if listed:
                 checks.append(Check("credential.not-required", True, item.code))
             return None
-        day = r.effective.astimezone(self.zone).date()
+        day = self._day(r.effective)[0]
         scopes = self.scopes.get(item.code)
         if scopes is None:
             scopes = {f"item:{code}" for code in (item.code, *item.loinc)}
@@ -440,7 +467,7 @@ class _Run:
         ]
         if held:
             best = min(held)[1]
-            if notes:
+            if listed:
                 checks.append(Check("credential.held", True, best.describe()))
             return best
         if not notes:
@@ -470,10 +497,10 @@ class _Run:
         return {
             "producer_zh": producer.name_zh if producer else r.hospital_id,
             "producer_en": producer.name_en if producer else r.hospital_id,
-            "date": r.effective.astimezone(self.zone).date().isoformat(),
+            "date": self._day(r.effective)[1],
             "item_zh": item.display_zh if item else (r.display or ""),
             "item_en": item.display_en if item else (r.display or ""),
-            "until": local_until(expires_at, self.zone) if expires_at else "",
+            "until": self._until(expires_at) if expires_at else "",
             "window_zh": window_zh,
             "window_en": window_en,
             "mark": self.policy.mark,
@@ -567,7 +594,7 @@ class _Run:
             if (
                 r.hospital_id == self.requester.id
                 or r.status not in PENDING_STATUSES
-                or _key(r) in self.superseded_by
+                or r.key in self.superseded_by
             ):
                 continue
             if related := self._relates(r):
@@ -699,10 +726,6 @@ def _credential_index(
         _INDEXED.clear()
     _INDEXED[id(credentials)] = (credentials, index)
     return index
-
-
-def _key(r: PriorResult) -> tuple[str, str | None]:
-    return (r.ref, r.version)
 
 
 def _unique(refs: Sequence[str]) -> tuple[str, ...]:

@@ -79,20 +79,25 @@ class PriorResult:
     modality: str | None = None
     body_site: str | None = None
     contrast: bool | None = None
-    # "Type/id", the engine's key for the result (asked ~10 times per result): made once
+    # Made once, asked many times per result by the engine (issue 8); a result is not changed
+    # after it is made (dataclasses.replace makes a new one):
+    # "Type/id";
     ref: str = field(init=False, repr=False, compare=False)
+    # (ref, version), the key a version of the result is judged under;
+    key: tuple[str, str | None] = field(init=False, repr=False, compare=False)
+    # the order of versions: numeric versionIds numerically, others as text, none first.
+    version_key: tuple[int, str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         _require_aware("PriorResult.effective", self.effective)
         _require_aware("PriorResult.issued", self.issued)
-        self.ref = f"{self.resource_type}/{self.id}"
-
-    @property
-    def version_key(self) -> tuple[int, str]:
-        """Orders versions: numeric versionIds numerically, others as text, none first."""
-        if self.version is None:
-            return (-1, "")
-        return (int(self.version), "") if self.version.isdigit() else (0, self.version)
+        self.ref = ref = f"{self.resource_type}/{self.id}"
+        version = self.version
+        self.key = (ref, version)
+        if version is None:
+            self.version_key = (-1, "")
+        else:
+            self.version_key = (int(version), "") if version.isdigit() else (0, version)
 
 
 @dataclass(frozen=True)
@@ -134,12 +139,20 @@ class LabCredential:
     scheme: str
     valid_from: date
     valid_to: date
+    # describe()'s text, made once: it goes into the checks and the extension of every
+    # result the credential admits (a date formatting each time, issue 8)
+    _text: str = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(
+            self, "_text", f"{self.scheme} {self.scope} {self.valid_from}..{self.valid_to}"
+        )
 
     def valid_on(self, day: date) -> bool:
         return self.valid_from <= day <= self.valid_to
 
     def describe(self) -> str:
-        return f"{self.scheme} {self.scope} {self.valid_from}..{self.valid_to}"
+        return self._text
 
 
 @dataclass(frozen=True)

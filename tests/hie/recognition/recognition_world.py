@@ -108,6 +108,7 @@ class World:
         credentials: Iterable[LabCredential] | None = None,
         catalogue: Catalogue | None = None,
         members: MemberSource | None = None,
+        trail: bool = True,
     ) -> Assessment:
         return evaluate(
             list(results),
@@ -120,6 +121,7 @@ class World:
             self.policy,
             pending_orders=orders,
             members=members,
+            trail=trail,
         )
 
     def one(

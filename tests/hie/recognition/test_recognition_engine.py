@@ -758,3 +758,40 @@ def test_unit_and_specimen_details(
 ) -> None:
     # Asked two days after the test: inside even the 3-day coagulation and urine windows.
     assert world.one(world.result(code, **changes), when="2026-11-03T09:00").verdict.kind == kind
+
+
+def test_without_the_trail_verdicts_are_the_same_but_for_their_checks(world: World) -> None:
+    """``trail=False`` (what ``$prior-results`` asks) drops ``Verdict.checks`` and nothing else:
+    every reason's explanation still names what failed."""
+    results = [
+        world.result("2823-3"),  # recognised, another hospital
+        world.result("2823-3", id="own", hospital_id="pkuszh"),  # own result
+        world.result("2823-3", id="old", effective=at("2026-09-01T10:00:00")),  # expired
+        world.result("2823-3", id="fix", version="1"),  # superseded by version 2
+        world.result("2823-3", id="fix", version="2"),
+        world.result("2823-3", id="prelim", status="preliminary"),  # not final
+        world.result("2823-3", id="void", status="cancelled"),
+        world.result("2823-3", id="unit", unit="g/L"),  # unit mismatch
+        world.result("2345-7", id="urine", specimen="UR"),  # specimen mismatch
+        world.result("4548-4", id="noeqa", hospital_id="nsdh"),  # no credential that day
+    ]
+    codes = ["2823-3", "2345-7", "4548-4"]
+    full = world.run(results, codes)
+    bare = world.run(results, codes, trail=False)
+    reasons = {a.verdict.reason for a in full.results}
+    assert reasons >= {
+        None,
+        "expired",
+        "superseded",
+        "not-final",
+        "cancelled",
+        "unit-mismatch",
+        "specimen-mismatch",
+        "no-credential-at-time",
+    }
+    assert all(a.verdict.checks for a in full.results)
+    assert [a.result.key for a in bare.results] == [a.result.key for a in full.results]
+    for with_checks, without in zip(full.results, bare.results, strict=True):
+        assert without.verdict.checks == ()
+        assert without.verdict == replace(with_checks.verdict, checks=())
+    assert bare.coverage == full.coverage
