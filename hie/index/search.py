@@ -629,6 +629,7 @@ class Rendered:
             else:
                 value = bind.effective_value
                 self.plan.append((-1, process(value) if process else value, None))
+        self.binary = dialect.name == "postgresql"
         columns = list(stmt.selected_columns)
         self.row: Any = namedtuple("SearchRow", [c.key for c in columns])  # type: ignore[misc]
         self.results = [
@@ -647,7 +648,12 @@ class Rendered:
         ]
         params: Any = tuple(args) if self.positional else dict(zip(self.names, args, strict=True))
         dbapi = conn.dialect.loaded_dbapi
-        cursor = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        driver: Any = conn.connection.driver_connection
+        # PostgreSQL: rows in binary format. Bodies are bytea, which the text format sends as
+        # hex (twice the bytes, encoded by the server and decoded here): a $prior-results
+        # read of ~28 results (~70 KB) took 0.69-0.89 ms in text, 0.53-0.57 ms in binary
+        # (bare psycopg, city-small, 200 questions). Other types load to the same values.
+        cursor = driver.cursor(binary=True) if self.binary else driver.cursor()
         listeners = conn.dispatch.before_cursor_execute
         if listeners:  # what watches SQL (logging, the query-plan tests) still sees this one
             for listen in listeners:
