@@ -178,16 +178,18 @@ def source_identifier(resource: JSON, hospital_id: str | None) -> str | None:
 _UNION = ("identifier", "name", "telecom", "address")
 
 
-def _older(incoming: JSON, prev: Current) -> bool:
-    """True when ``incoming`` was issued before the stored version (both must say when)."""
+def _issued_order(incoming: JSON, prev: Current) -> int | None:
+    """-1, 0 or 1 as ``incoming`` was issued before, with or after the stored version; None
+    when either does not say when."""
     new_issued = incoming.get("issued")
     if not isinstance(new_issued, str) or b'"issued"' not in prev.body:
-        return False
+        return None
     old_issued = orjson.loads(prev.body).get("issued")
     try:
-        return parse_range(new_issued)[0] < parse_range(str(old_issued))[0]
+        new, old = parse_range(new_issued)[0], parse_range(str(old_issued))[0]
     except BadDate:
-        return False
+        return None
+    return (new > old) - (new < old)
 
 
 def _same_content(digest: str, prev: Current | None) -> bool:
@@ -836,10 +838,21 @@ class Ingestor:
     ) -> Written:
         digest = digest or content_hash(res)
         rtype = res["resourceType"]
-        if prev is not None and _older(res, prev):
+        order = None if prev is None else _issued_order(res, prev)
+        if prev is not None and order is not None and order < 0:
             # A late copy of an earlier issue (e.g. the original after its correction) must
             # not roll the result back; history already holds it.
             return Written(rtype, rid, prev.version_id, "unchanged", prev.body, prev.last_updated)
+        if prev is not None and order == 0 and prev.content_hash != digest and not prev.deleted:
+            # Issued at the same time as the stored version: a cancellation or correction
+            # that kept its original's ``issued``. Content the result already had is the feed
+            # replayed (the original again after its cancellation), not news: applying it
+            # flipped the result back, and the replayed cancellation flipped it again.
+            scope.write_now()  # an earlier version may still be queued in this batch
+            if self.store.had_content(conn, rtype, rid, digest):
+                return Written(
+                    rtype, rid, prev.version_id, "unchanged", prev.body, prev.last_updated
+                )
         if prev is not None and prev.content_hash == digest and not prev.deleted:
             if prev.patient_id != patient_id and patient_id:
                 scope.write_now()

@@ -769,6 +769,15 @@ class Store:
         with self.read() as conn:
             return self.history_in(conn, rtype, rid, limit)[:limit]
 
+    def had_content(self, conn: Connection, rtype: str, rid: str, digest: str) -> bool:
+        """Whether a superseded version of the resource had content of hash ``digest``
+        (:func:`content_hash`; deleted versions left out). Read only when a replay is in
+        question: history keeps bodies, not their hashes."""
+        rows = conn.execute(
+            select(RV.c.body).where(RV.c.type == rtype, RV.c.id == rid, RV.c.deleted.is_(False))
+        )
+        return any(content_hash(orjson.loads(r.body)) == digest for r in rows)
+
     def set_patient(self, conn: Connection, rtype: str, rid: str, patient_id: str) -> None:
         """Point one resource's index rows at an exchange patient."""
         params = {"_type": rtype, "_id": rid, "_patient": patient_id}
