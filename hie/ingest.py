@@ -156,6 +156,10 @@ class BatchResult:
         return sum(1 for i in self.items if not i.ok) + self.dead_letters
 
 
+# The longest "system|value" an idempotency key may be: resource.source_id's length.
+SOURCE_ID_MAX: int = t.Resource.__table__.c.source_id.type.length  # type: ignore[attr-defined]
+
+
 def source_identifier(resource: JSON, hospital_id: str | None) -> str | None:
     """The (hospital-scoped) identifier that makes re-sending a resource idempotent."""
     idents = [
@@ -645,6 +649,14 @@ class Ingestor:
         """The id, stored version and source id of one entry; an id made here for a new
         resource goes into ``minted`` (nothing can be stored under it yet)."""
         rtype = res["resourceType"]
+        if source is not None and len(source) > SOURCE_ID_MAX:
+            # Refused by PostgreSQL's column and stored by SQLite's before: both refuse it now,
+            # naming what to shorten.
+            raise Invalid(
+                f"{rtype}'s identifier {source[:60]}... is {len(source)} characters with its "
+                f"system; the exchange keeps at most {SOURCE_ID_MAX}",
+                expression=f"{rtype}.identifier",
+            )
         prev = known.get((rtype, source)) if source else None
         explicit = self._target_id(conn, full_url, res, None)
         if prev is not None and explicit and explicit != prev.id:
