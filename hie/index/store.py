@@ -9,6 +9,7 @@ here builds pydantic models.
 from __future__ import annotations
 
 import hashlib
+import logging
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -40,6 +41,8 @@ from hie.index.extract import extract
 from hie.recognition.candidates import RESULT_TYPES, facts
 
 JSON = dict[str, Any]
+
+log = logging.getLogger("hie.index.store")
 
 R = t.Resource.__table__  # type: ignore[attr-defined]
 RV = t.ResourceVersion.__table__  # type: ignore[attr-defined]
@@ -478,6 +481,8 @@ class Store:
         self._growth = threading.Lock()
         self._size: float | None = None  # resources in the index at the last ANALYZE
         self._grown = 0  # resources this process wrote since
+        self._analyzer: threading.Thread | None = None  # the latest ANALYZE (see grew)
+        self._analyzing = threading.Lock()  # one ANALYZE at a time
 
     def grew(self, created: int) -> bool:
         """ANALYZE the tables ingest reads each time this process has doubled the index.
@@ -489,7 +494,10 @@ class Store:
         44,506 results spent 6 of PostgreSQL's 16 s of statements in one such plan. Doubling
         costs about log2(N / 1,000) ANALYZEs over a load of N resources; an index that is
         already large (its ``pg_class`` estimate) is left to autovacuum. Returns whether it
-        analyzed. SQLite's planner has no statistics to go stale here (no ANALYZE is run).
+        started an ANALYZE. SQLite's planner has no statistics to go stale here.
+
+        The ANALYZE runs in a thread of its own (:meth:`analyzed` waits for it): the writer
+        waited for each before, 1.3 s of a 30 s load of 44,506 results, the last ones 0.4-0.6 s.
         """
         if self.dialect != "postgresql" or created <= 0:
             return False
@@ -505,9 +513,23 @@ class Store:
                 return False
             self._size += self._grown
             self._grown = 0
-        with self.read() as conn:
-            conn.execute(text(f"ANALYZE {', '.join(GROWING_TABLES)}"))
+            self._analyzer = threading.Thread(target=self._analyze, name="hie-analyze", daemon=True)
+            self._analyzer.start()
         return True
+
+    def analyzed(self, timeout: float | None = None) -> None:
+        """Wait for the latest ANALYZE :meth:`grew` started, if any."""
+        analyzer = self._analyzer
+        if analyzer is not None:
+            analyzer.join(timeout)
+
+    def _analyze(self) -> None:
+        with self._analyzing:
+            try:
+                with self.read() as conn:
+                    conn.execute(text(f"ANALYZE {', '.join(GROWING_TABLES)}"))
+            except DBAPIError:  # statistics are an optimisation: autovacuum makes them too
+                log.warning("ANALYZE of the growing index failed", exc_info=True)
 
     # -- transactions -------------------------------------------------------------------
     @contextmanager
