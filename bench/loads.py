@@ -97,6 +97,7 @@ def run_load(
                 setattr(report, name, getattr(report, name) + getattr(stats, name))
             report.unchanged += stats.unchanged
             report.errors.extend(stats.errors[: max(0, 5 - len(report.errors))])
+    exchange.store.analyzed()  # timed: a load ends with its statistics, as `hie import-bulk`
     report.seconds = time.perf_counter() - started
     report.results_per_s = report.results / report.seconds if report.seconds else 0.0
     report.rss_peak_mb = peak_rss_mb()

@@ -178,6 +178,7 @@ def import_bulk(
             totals.errors.extend(stats.errors[: max(0, 5 - len(totals.errors))])
             if stats.resumed_from:
                 console.print(f"{item.name}: resumed after {stats.resumed_from}")
+    exchange.store.analyzed()  # the planner's statistics of the load, before the command ends
     console.print(
         f"{totals.units:,} units, {totals.results:,} results in {totals.seconds:.0f} s "
         f"({totals.results_per_s:,.0f} results/s): {totals.created:,} created, "
