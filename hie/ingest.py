@@ -313,6 +313,13 @@ class _UnitScope:
             found = self.shared.follows[patient_id] = registry.follow(self.conn, patient_id)
         return found
 
+    def linked(self, patient_id: str) -> None:
+        """``patient_id`` is what linking a record just gave: a survivor of every merge, and
+        it stays one for the batch (ingest never merges). A later unit of the batch for the
+        same record follows it from here, not from the database."""
+        if self.shared is not None:
+            self.shared.follows.setdefault(patient_id, patient_id)
+
     def repoint(self, rtype: str, source: str | None, patient_id: str) -> None:
         """Remember that a stored resource now belongs to ``patient_id``."""
         cur = self.seen.get((rtype, source)) or self.known.get((rtype, source))
@@ -716,6 +723,7 @@ class Ingestor:
                     patient_id = self.registry.link_record(
                         conn, rid, res, hospital_id, now, new=(rtype, rid) in minted
                     )
+                    scope.linked(patient_id)
                 patients[f"Patient/{rid}"] = patient_id
                 record_id = rid
             else:

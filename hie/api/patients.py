@@ -60,11 +60,7 @@ async def match(request: Request, exchange: ExchangeDep, principal: PrincipalDep
     scored: list[tuple[float, str]] = []
     with exchange.store.read() as conn:
         directory = SqlDirectory(conn, exchange.registry)
-        certain_ids = {
-            pid
-            for system, value in traits.identifiers
-            if (pid := directory.by_identifier(system, value))
-        }
+        certain_ids = set(directory.by_identifiers(sorted(traits.identifiers)).values())
         for cand in directory.candidates(query_keys(traits)):
             c = compare(traits, cand.traits, settings.weights)
             if c.hard_nonmatch:

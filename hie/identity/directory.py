@@ -3,7 +3,8 @@
 :class:`PatientDirectory` is what the index (SQL) implements; :class:`InMemoryDirectory` is
 the cheap implementation for tests and the benchmark. Both must answer the same way:
 
-* ``by_identifier(system, value)``: the exchange patient holding that identifier, if any;
+* ``by_identifiers(pairs)``: for each ``(system, value)`` held by an exchange patient, that
+  patient (one lookup for a record's identifiers: each was a round trip to the database);
 * ``candidates(keys)``: every patient that holds at least one of the blocking keys, with its
   merged traits (each patient once, any order).
 
@@ -13,7 +14,7 @@ of the records linked to it and the merge of their traits.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -28,7 +29,7 @@ class Candidate:
 
 
 class PatientDirectory(Protocol):
-    def by_identifier(self, system: str, value: str) -> str | None: ...
+    def by_identifiers(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]: ...
 
     def candidates(self, blocking_keys: list[str]) -> list[Candidate]: ...
 
@@ -59,8 +60,8 @@ class InMemoryDirectory:
     def patient_ids(self) -> Iterable[str]:
         return self._traits.keys()
 
-    def by_identifier(self, system: str, value: str) -> str | None:
-        return self._identifiers.get((system, value))
+    def by_identifiers(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return {pair: pid for pair in pairs if (pid := self._identifiers.get(pair)) is not None}
 
     def candidates(self, blocking_keys: list[str]) -> list[Candidate]:
         ids: dict[str, None] = {}

@@ -110,11 +110,9 @@ def _strong_identifiers(record: Traits) -> list[tuple[Rule, str, str]]:
 
 def decide(record: Traits, directory: PatientDirectory, settings: MatchSettings) -> LinkDecision:
     """The link decision for one record's traits (see the module docstring for the rules)."""
-    hits: list[tuple[Rule, str]] = []
-    for rule, system, value in _strong_identifiers(record):
-        pid = directory.by_identifier(system, value)
-        if pid is not None:
-            hits.append((rule, pid))
+    strong = _strong_identifiers(record)
+    held = directory.by_identifiers([(system, value) for _, system, value in strong])
+    hits = [(rule, held[(s, v)]) for rule, s, v in strong if (s, v) in held]
     candidates = {c.patient_id: c for c in directory.candidates(query_keys(record))}
 
     if hits:

@@ -8,7 +8,7 @@ grey-zone or conflicting pair. Nothing here merges in the grey zone: a human acc
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
@@ -66,8 +66,8 @@ class SqlDirectory:
         self.conn = conn
         self.registry = registry
 
-    def by_identifier(self, system: str, value: str) -> str | None:
-        return self.registry.by_identifier(self.conn, system, value)
+    def by_identifiers(self, pairs: Sequence[tuple[str, str]]) -> dict[tuple[str, str], str]:
+        return self.registry.by_identifiers(self.conn, pairs)
 
     def candidates(self, keys: list[str]) -> list[Candidate]:
         if not keys:

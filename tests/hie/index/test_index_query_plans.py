@@ -149,6 +149,31 @@ def test_ingest_finds_stored_resources_by_source_with_the_unique_index(seeded: E
         assert "(type=? AND hospital_id=? AND source_id=?)" in joined, plan
 
 
+def test_a_records_identifiers_are_looked_up_together_with_the_primary_key(
+    seeded: Exchange,
+) -> None:
+    """The linker's lookup of a new record's identifiers (PatientRegistry.by_identifiers):
+    one statement, each (system, value) a probe of the primary key (SQLite scanned the table
+    for a row-value IN)."""
+    from hie.index.patients import _by_identifiers
+
+    binds = {"_s0": naming.mrn("szph"), "_v0": "QP5", "_s1": naming.NATIONAL_ID, "_v1": "0"}
+    plan = _explain(seeded, _by_identifiers(2), binds)
+    joined = "\n".join(plan)
+    assert not re.search(r"(^|\s)SCAN patient_identifier\b", joined), plan
+    assert "Seq Scan on patient_identifier" not in joined, plan
+    if seeded.store.dialect == "postgresql":
+        assert "patient_identifier_pkey" in joined, plan
+    else:
+        assert "(system=? AND value=?)" in joined, plan
+    with seeded.store.read() as conn:
+        found = seeded.registry.by_identifiers(
+            conn, [(naming.mrn("szph"), "QP5"), (naming.mrn("szph"), "QP6"), ("urn:x", "none")]
+        )
+        alone = [seeded.registry.by_identifier(conn, naming.mrn("szph"), v) for v in ("QP5", "QP6")]
+    assert list(found.values()) == alone and all(alone) and alone[0] != alone[1]
+
+
 @pytest.mark.parametrize(
     ("rtype", "params"),
     [
