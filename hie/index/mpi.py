@@ -25,7 +25,7 @@ from hie.index.store import _Fast
 from hie.outcome import Invalid, Issue, NotFound
 
 if TYPE_CHECKING:
-    from hie.index.patients import PatientRegistry
+    from hie.index.patients import PatientRegistry, StoredRecord
 
 JSON = dict[str, Any]
 TRAITS = t.PatientTraits.__table__  # type: ignore[attr-defined]
@@ -57,6 +57,17 @@ _BLOCKED = (
     .distinct()
 )
 _TRAITS_OF = select(TRAITS).where(TRAITS.c.patient_id.in_(bindparam("_ids", expanding=True)))
+# The block with each unmerged patient's traits beside it: the candidates of a decision in one
+# statement, not two (a round trip saved for each new hospital record of a load).
+_BLOCK = _BLOCKED.subquery()
+_BLOCKED_TRAITS = select(
+    _BLOCK.c.patient_id,
+    _BLOCK.c.merged_into,
+    select(TRAITS.c.traits)
+    .where(TRAITS.c.patient_id == _BLOCK.c.patient_id)
+    .scalar_subquery()
+    .label("traits"),
+)
 
 
 class SqlDirectory:
@@ -72,14 +83,21 @@ class SqlDirectory:
     def candidates(self, keys: list[str]) -> list[Candidate]:
         if not keys:
             return []
-        ids = {
-            self.registry.follow(self.conn, r.patient_id) if r.merged_into else r.patient_id
-            for r in self.conn.execute(_BLOCKED, {"_keys": keys})
-        }
-        if not ids:
-            return []
-        rows = self.conn.execute(_TRAITS_OF, {"_ids": sorted(ids)})
-        return [Candidate(r.patient_id, Traits.from_json(orjson.loads(r.traits))) for r in rows]
+        found: dict[str, str | None] = {}  # patient -> traits (None: read after a merge)
+        for r in self.conn.execute(_BLOCKED_TRAITS, {"_keys": keys}):
+            if r.merged_into:  # rare: the survivor's traits are read on their own
+                found.setdefault(self.registry.follow(self.conn, r.patient_id), None)
+            elif r.traits is not None:
+                found[r.patient_id] = r.traits
+        later = sorted(pid for pid, traits in found.items() if traits is None)
+        if later:
+            for r in self.conn.execute(_TRAITS_OF, {"_ids": later}):
+                found[r.patient_id] = r.traits
+        return [
+            Candidate(pid, Traits.from_json(orjson.loads(traits)))
+            for pid, traits in sorted(found.items())
+            if traits is not None
+        ]
 
 
 @dataclass(frozen=True)
@@ -177,27 +195,34 @@ class Mpi:
         known: dict[str, Traits] | None = None,
         *,
         fresh: bool = False,
+        stored: dict[str, list[StoredRecord]] | None = None,
     ) -> None:
         """Recompute merged traits and blocking keys of patients from their records.
 
         ``known`` holds traits already computed for some records (the one being linked), so
         they are not read back and parsed again. ``fresh``: the patients were made in this
         transaction and ``known`` holds all their records (nothing to read or delete).
+        ``stored``: :meth:`PatientRegistry.stored_records` of patients the caller has read.
         """
         known = known or {}
         for pid in set(patient_ids):
-            merged: Traits | None = None
-            for rid in list(known) if fresh else registry.records(conn, pid):
-                if rid in known:
-                    traits = known[rid]
-                else:
-                    cur = registry.store.current(conn, "Patient", rid)
-                    if cur is None:
+            records = [(rid, traits) for rid, traits in known.items()] if fresh else []
+            if not fresh:
+                rows = (stored or {}).get(pid)
+                if rows is None:
+                    rows = registry.stored_records(conn, pid)
+                mine = {r.record_id for r in rows}
+                records += [(rid, t) for rid, t in known.items() if rid not in mine]
+                for row in rows:
+                    if row.record_id in known:
+                        records.append((row.record_id, known[row.record_id]))
                         continue
                     try:
-                        traits = from_patient(orjson.loads(cur.body))
+                        records.append((row.record_id, from_patient(orjson.loads(row.body))))
                     except Invalid:
                         continue
+            merged: Traits | None = None
+            for _, traits in sorted(records, key=lambda r: r[0]):
                 merged = merged.merge(traits) if merged else traits
             if not fresh:
                 _DELETE_TRAITS(conn, {"_patient": pid})

@@ -13,7 +13,7 @@ import re
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from sqlalchemy import Connection, and_, bindparam, delete, insert, or_, select, update
@@ -23,7 +23,7 @@ from hie.identity.linker import Link, Review
 from hie.identity.traits import from_patient
 from hie.index import tables as t
 from hie.index.mpi import Mpi
-from hie.index.store import Store, _Fast, content_hash
+from hie.index.store import R, Store, _Fast, content_hash
 
 JSON = dict[str, Any]
 EP = t.ExchangePatient.__table__  # type: ignore[attr-defined]
@@ -82,6 +82,14 @@ _MERGED_INTO_MANY = select(EP.c.id, EP.c.merged_into).where(
 _RECORD_PATIENT = select(PR.c.patient_id).where(PR.c.record_id == bindparam("_id"))
 _RECORD = select(PR).where(PR.c.record_id == bindparam("_record"))
 _RECORDS = select(PR.c.record_id).where(PR.c.patient_id == bindparam("_patient"))
+# A patient's records with their stored Patient (records not stored yet are left out):
+# one statement where reading each record's Patient was one more round trip per record.
+_RECORD_BODIES = (
+    select(PR.c.record_id, R.c.last_updated, R.c.body)
+    .select_from(PR.join(R, and_(R.c.type == "Patient", R.c.id == PR.c.record_id)))
+    .where(PR.c.patient_id == bindparam("_patient"))
+    .order_by(PR.c.record_id)
+)
 _INSERT_EP = _Fast(insert(EP))
 _INSERT_PR = _Fast(insert(PR))
 _INSERT_PI = _Fast(insert(PI))
@@ -97,6 +105,12 @@ def identifiers(record: JSON) -> list[tuple[str, str]]:
         for i in record.get("identifier") or []
         if isinstance(i, dict) and i.get("system") and i.get("value")
     ]
+
+
+class StoredRecord(NamedTuple):
+    record_id: str
+    last_updated: datetime
+    body: bytes
 
 
 class PatientRegistry:
@@ -182,6 +196,13 @@ class PatientRegistry:
     def records(self, conn: Connection, patient_id: str) -> list[str]:
         return [r.record_id for r in conn.execute(_RECORDS, {"_patient": patient_id})]
 
+    def stored_records(self, conn: Connection, patient_id: str) -> list[StoredRecord]:
+        """The patient's records whose Patient is stored, with it (by record id)."""
+        return [
+            StoredRecord(r.record_id, r.last_updated, r.body)
+            for r in conn.execute(_RECORD_BODIES, {"_patient": patient_id})
+        ]
+
     # -- writes -------------------------------------------------------------------------
     def new_patient(self, conn: Connection, now: datetime) -> str:
         pid = naming.new_id()
@@ -240,8 +261,19 @@ class PatientRegistry:
         ]
         if rows:
             _INSERT_PI(conn, rows)
-        self.mpi.refresh(conn, self, [patient_id], known={record_id: traits}, fresh=fresh)
-        self.write_master(conn, patient_id, now, known={record_id: record}, fresh=fresh)
+        # an existing patient's other records, read once for its traits and its master
+        stored = None if fresh else self.stored_records(conn, patient_id)
+        self.mpi.refresh(
+            conn,
+            self,
+            [patient_id],
+            known={record_id: traits},
+            fresh=fresh,
+            stored=None if stored is None else {patient_id: stored},
+        )
+        self.write_master(
+            conn, patient_id, now, known={record_id: record}, fresh=fresh, stored=stored
+        )
         return patient_id
 
     def move_records(
@@ -266,22 +298,21 @@ class PatientRegistry:
         known: dict[str, JSON] | None = None,
         *,
         fresh: bool = False,
+        stored: list[StoredRecord] | None = None,
     ) -> None:
         """(Re)write the exchange patient's own Patient resource from its records.
 
         ``known`` holds records just written in this transaction (as JSON), which are then
         not read back. ``fresh``: the patient was made in this transaction and ``known``
         holds all its records, so it has no master, no other record and no merge yet.
+        ``stored``: the patient's :meth:`stored_records`, if the caller has read them.
         """
         known = known or {}
-        recs = []
-        for rid in list(known) if fresh else self.records(conn, patient_id):
-            if rid in known:
-                recs.append((now, rid, known[rid]))
-                continue
-            cur = self.store.current(conn, "Patient", rid)
-            if cur is not None:
-                recs.append((cur.last_updated, rid, orjson.loads(cur.body)))
+        recs = [(now, rid, rec) for rid, rec in known.items()]
+        if not fresh:
+            for row in self.stored_records(conn, patient_id) if stored is None else stored:
+                if row.record_id not in known:
+                    recs.append((row.last_updated, row.record_id, orjson.loads(row.body)))
         recs.sort(key=lambda r: (r[0], r[1]))
         merged = None if fresh else conn.execute(_MERGED_INTO, {"_id": patient_id}).first()
         master: JSON = {"resourceType": "Patient", "meta": {"tag": [MASTER_TAG]}}
