@@ -235,7 +235,8 @@ class PatientRegistry:
         else:
             decision = self.mpi.decide(conn, self, traits)
             if isinstance(decision, Link):
-                patient_id = self.follow(conn, decision.patient_id)
+                # a survivor already: the directory follows merges for what it returns
+                patient_id = decision.patient_id
                 rule, score = str(decision.rule), decision.score
             else:  # a new person, or a grey-zone pair for a human: never merged here
                 patient_id = self.new_patient(conn, now)
