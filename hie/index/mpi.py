@@ -205,7 +205,10 @@ class Mpi:
         ``stored``: :meth:`PatientRegistry.stored_records` of patients the caller has read.
         """
         known = known or {}
-        for pid in set(patient_ids):
+        ids = set(patient_ids)
+        if known and len(ids) != 1:
+            raise ValueError("known records are one patient's: refresh that patient alone")
+        for pid in ids:
             records = [(rid, traits) for rid, traits in known.items()] if fresh else []
             if not fresh:
                 rows = (stored or {}).get(pid)
