@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import time
 
 import orjson
 from fastapi import FastAPI
@@ -62,11 +63,11 @@ def main() -> None:
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--bare", action="store_true")
-    parser.add_argument("--own-socket", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fd", type=int, help=argparse.SUPPRESS)  # a socket _processes made
     args = parser.parse_args()
     os.environ.setdefault("HIE_BASE_URL", f"http://{args.host}:{args.port}/fhir")
     if args.workers > 1:
-        _processes(args.host, args.port, args.workers)
+        _processes(args.host, args.port, args.workers, bare=args.bare)
         return
     config = uvicorn.Config(
         "bench.server:bare_factory" if args.bare else "bench.server:app_factory",
@@ -79,13 +80,13 @@ def main() -> None:
         access_log=False,
     )
     server = uvicorn.Server(config)
-    if args.own_socket:
-        server.run(sockets=[_shared_port(args.host, args.port)])
+    if args.fd is not None:
+        server.run(sockets=[socket.socket(fileno=args.fd)])
     else:
         server.run()
 
 
-def _processes(host: str, port: int, count: int) -> None:
+def _processes(host: str, port: int, count: int, *, bare: bool = False) -> None:
     """``count`` server processes on one port, each with a listening socket of its own
     (SO_REUSEPORT): the kernel shares connections among them by their addresses, as a load
     balancer shares them among single-process containers.
@@ -100,7 +101,17 @@ def _processes(host: str, port: int, count: int) -> None:
     import sys
 
     cmd = [sys.executable, "-m", "bench.server", "--host", host, "--port", str(port)]
-    children = [subprocess.Popen([*cmd, "--own-socket"]) for _ in range(count)]
+    cmd += ["--bare"] if bare else []
+    # Every socket is listening before any process starts: a connection the kernel gives to
+    # a process still starting waits in its socket's queue, and none are given only to the
+    # first process up.
+    sockets = [_shared_port(host, port) for _ in range(count)]
+    children = [
+        subprocess.Popen([*cmd, "--fd", str(sock.fileno())], pass_fds=(sock.fileno(),))
+        for sock in sockets
+    ]
+    for sock in sockets:
+        sock.close()  # the children hold them
 
     def stop(*_: object) -> None:
         for child in children:
@@ -108,8 +119,13 @@ def _processes(host: str, port: int, count: int) -> None:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for child in children:
-        child.wait()
+    # One process gone (it could not start, or died) ends them all, so the caller sees a
+    # dead server instead of measuring half of one.
+    while all(child.poll() is None for child in children):
+        time.sleep(0.2)
+    stop()
+    codes = [child.wait() for child in children]
+    raise SystemExit(next((c for c in codes if c), 0))
 
 
 def _shared_port(host: str, port: int) -> socket.socket:
@@ -118,7 +134,6 @@ def _shared_port(host: str, port: int) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
     sock.bind((host, port))
     sock.listen(2048)
-    sock.set_inheritable(True)
     return sock
 
 

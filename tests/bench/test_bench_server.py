@@ -35,7 +35,7 @@ def test_two_processes_listen_each_on_its_own_socket() -> None:
             with httpx.Client(base_url=f"http://127.0.0.1:{port}") as client:
                 answers.append(client.get("/bench/trivial").status_code)
         assert answers == [200] * 20
-        assert proc.poll() is None
+        assert proc.poll() is None and _listening_sockets(port) == 2  # both still serving
     assert _listening_sockets(port) == 0
 
 
