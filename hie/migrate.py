@@ -46,17 +46,37 @@ def is_current(conn: Connection) -> bool:
     return stamped == [newest_revision()]
 
 
-def upgrade(engine: Engine, revision: str = "head") -> None:
-    with engine.begin() as conn:
-        if revision == "head" and is_current(conn):
-            partitions.ensure_in(conn)
-            return
-        from alembic import command
+# pg_advisory_xact_lock's key for schema changes: any constant, the same in every process
+MIGRATION_LOCK = 0x6869_6520_6D69_67  # "hie mig"
 
-        cfg = alembic_config()
-        cfg.attributes["connection"] = conn
-        command.upgrade(cfg, revision)
-        partitions.ensure_in(conn)
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Migrate to ``revision``, one process at a time.
+
+    API processes started together on a new database each migrate at start: without a lock
+    all but one failed ("relation ... already exists" on PostgreSQL), and so could two making
+    the same month's partition. PostgreSQL takes a transaction advisory lock; SQLite a write
+    transaction from the start (BEGIN IMMEDIATE), which the others wait for. Whoever comes
+    second finds the schema current.
+    """
+    with engine.connect() as conn:
+        conn.info["write"] = True  # SQLite: BEGIN IMMEDIATE (hie.index.store.create_engine)
+        try:
+            with conn.begin():
+                if conn.dialect.name == "postgresql":
+                    lock = text("SELECT pg_advisory_xact_lock(:key)")
+                    conn.execute(lock, {"key": MIGRATION_LOCK})
+                if revision == "head" and is_current(conn):
+                    partitions.ensure_in(conn)
+                    return
+                from alembic import command
+
+                cfg = alembic_config()
+                cfg.attributes["connection"] = conn
+                command.upgrade(cfg, revision)
+                partitions.ensure_in(conn)
+        finally:
+            conn.info.pop("write", None)
 
 
 def include_name(name: str | None, kind: str, _parent: object) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -269,3 +270,48 @@ def test_status_token_rows_are_deleted_and_restored(database_url: str, tmp_path:
                 ("code", "http://loinc.org", "1", "p1"),
                 ("status", "", "final", "p1"),
             ]
+
+
+def _migrate_together(url: str, processes: int = 3) -> list[subprocess.CompletedProcess[str]]:
+    """``processes`` processes migrating ``url`` at once, as API processes starting together."""
+    code = (
+        "import sys, time\n"
+        "from hie import migrate\n"
+        "from hie.index.store import create_engine\n"
+        "engine = create_engine(sys.argv[1])\n"
+        "while time.time() < float(sys.argv[2]):\n"  # all at the same moment, once imported
+        "    time.sleep(0.001)\n"
+        "migrate.upgrade(engine)\n"
+    )
+    start = f"{time.time() + 4:.3f}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, url, start],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done
+
+
+def test_processes_starting_together_on_a_fresh_database_all_start(database_url: str) -> None:
+    """Several API processes started at once on a new database: one migrates, the others wait
+    for it and find the schema current (they failed with "already exists" or "database is
+    locked" before)."""
+    ctx = (
+        contextlib.nullcontext(create_engine(database_url))
+        if database_url.startswith("sqlite")
+        else scratch_postgres(database_url, "together")
+    )
+    with ctx as engine:
+        url = engine.url.render_as_string(hide_password=False)
+        engine.dispose()
+        done = _migrate_together(url)
+        assert [p.returncode for p in done] == [0, 0, 0], [p.stderr[-800:] for p in done]
+        assert migrate.current(engine) == migrate.head()
