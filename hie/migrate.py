@@ -54,8 +54,9 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Migrate to ``revision``, one process at a time.
 
     API processes started together on a new database each migrate at start: without a lock
-    all but one failed ("relation ... already exists" on PostgreSQL), and so could two making
-    the same month's partition. PostgreSQL takes a transaction advisory lock; SQLite a write
+    all but one failed on PostgreSQL (``duplicate key value violates unique constraint
+    "pg_type_typname_nsp_index"``, two creating the same table), and so could two making the
+    same month's partition. PostgreSQL takes a transaction advisory lock; SQLite a write
     transaction from the start (BEGIN IMMEDIATE), which the others wait for. Whoever comes
     second finds the schema current.
     """
