@@ -859,7 +859,7 @@ class Ingestor:
         digest = digest or content_hash(res)
         rtype = res["resourceType"]
         order = None if prev is None else _issued_order(res, prev)
-        if prev is not None and order is not None and order < 0:
+        if prev is not None and order == -1:
             # A late copy of an earlier issue (e.g. the original after its correction) must
             # not roll the result back; history already holds it.
             return Written(rtype, rid, prev.version_id, "unchanged", prev.body, prev.last_updated)

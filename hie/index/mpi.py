@@ -40,19 +40,22 @@ _INSERT_BLOCK = _Fast(insert(BLOCK))
 _INSERT_EVENT = _Fast(insert(EVENT))
 _DELETE_TRAITS = _Fast(delete(TRAITS).where(TRAITS.c.patient_id == bindparam("_patient")))
 _DELETE_BLOCKS = _Fast(delete(BLOCK).where(BLOCK.c.patient_id == bindparam("_patient")))
-# A candidate block with each patient's merge pointer: one statement, and a ``follow`` only
-# for the (rare) merged patient, instead of one per candidate. The pointer is a scalar
-# subquery, one primary-key probe per block row, not a join: PostgreSQL planned the join as a
-# hash of the whole exchange_patient table whenever its statistics were older than the table
-# (a fresh index under its first load: 3 ms a decision instead of 0.4).
-_BLOCKED = (
-    select(
-        BLOCK.c.patient_id,
-        select(EP.c.merged_into)
-        .where(EP.c.id == BLOCK.c.patient_id)
-        .scalar_subquery()
-        .label("merged_into"),
+
+
+def merge_pointer(patient_id: Any) -> Any:
+    """The ``merged_into`` of the exchange patient in column ``patient_id``, as a labelled
+    scalar subquery: one primary-key probe per row, not a join. PostgreSQL planned the join
+    as a hash of the whole exchange_patient table whenever its statistics were older than the
+    table (a fresh index under its first load: 3 ms a decision instead of 0.4)."""
+    return (
+        select(EP.c.merged_into).where(EP.c.id == patient_id).scalar_subquery().label("merged_into")
     )
+
+
+# A candidate block with each patient's merge pointer: one statement, and a ``follow`` only
+# for the (rare) merged patient, instead of one per candidate.
+_BLOCKED = (
+    select(BLOCK.c.patient_id, merge_pointer(BLOCK.c.patient_id))
     .where(BLOCK.c.key.in_(bindparam("_keys", expanding=True)))
     .distinct()
 )
@@ -209,7 +212,7 @@ class Mpi:
         if known and len(ids) != 1:
             raise ValueError("known records are one patient's: refresh that patient alone")
         for pid in ids:
-            records = [(rid, traits) for rid, traits in known.items()] if fresh else []
+            records = list(known.items()) if fresh else []
             if not fresh:
                 rows = (stored or {}).get(pid)
                 if rows is None:

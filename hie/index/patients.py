@@ -22,7 +22,7 @@ from hie import naming
 from hie.identity.linker import Link, Review
 from hie.identity.traits import from_patient
 from hie.index import tables as t
-from hie.index.mpi import Mpi
+from hie.index.mpi import Mpi, merge_pointer
 from hie.index.store import R, Store, _Fast, content_hash
 
 JSON = dict[str, Any]
@@ -35,14 +35,7 @@ PI = t.PatientIdentifier.__table__  # type: ignore[attr-defined]
 # pointer comes in the same row (a primary-key subquery), so only a merged patient costs a
 # second statement (``follow``).
 _BY_IDENTIFIER = (
-    select(
-        PI.c.patient_id,
-        PI.c.record_id,
-        select(EP.c.merged_into)
-        .where(EP.c.id == PI.c.patient_id)
-        .scalar_subquery()
-        .label("merged_into"),
-    )
+    select(PI.c.patient_id, PI.c.record_id, merge_pointer(PI.c.patient_id))
     .where(PI.c.system == bindparam("_system"), PI.c.value == bindparam("_value"))
     .limit(1)
 )
@@ -53,15 +46,7 @@ def _by_identifiers(count: int) -> Any:
     """``count`` (system, value) pairs, bound ``_s0, _v0, ...``: an OR of the pairs, which
     both backends answer from the primary key (SQLite scanned the table for a row-value IN)."""
     return (
-        select(
-            PI.c.system,
-            PI.c.value,
-            PI.c.patient_id,
-            select(EP.c.merged_into)
-            .where(EP.c.id == PI.c.patient_id)
-            .scalar_subquery()
-            .label("merged_into"),
-        )
+        select(PI.c.system, PI.c.value, PI.c.patient_id, merge_pointer(PI.c.patient_id))
         .where(
             or_(
                 *(
@@ -132,11 +117,6 @@ class PatientRegistry:
         asks for a record's identifiers together (national ID, passports, MRNs: ~4 round
         trips a new record before). Pairs no one holds are left out."""
         wanted = list(dict.fromkeys(pairs))
-        if not wanted:
-            return {}
-        if len(wanted) == 1:
-            pid = self.by_identifier(conn, *wanted[0])
-            return {wanted[0]: pid} if pid is not None else {}
         found: dict[tuple[str, str], str] = {}
         for at in range(0, len(wanted), 32):
             chunk = wanted[at : at + 32]
