@@ -216,11 +216,19 @@ OBS_SQL = (
     "WHERE t.patient_id = {p} AND t.type = 'Observation' AND t.param = 'code' "
     "AND t.code = {p} AND t.date >= {p} ORDER BY t.date DESC LIMIT 50"
 )
+# Five codes, each read back as far as hie reads it (its item's window, or three years)
 PRIOR_SQL = (
-    "SELECT r.id, r.body FROM search_token t "
-    "JOIN resource r ON r.type = 'Observation' AND r.id = t.res_id "
-    "WHERE t.patient_id = {p} AND t.type = 'Observation' AND t.param = 'code' "
-    "AND t.code IN ({p}, {p}, {p}, {p}, {p}) AND t.date >= {p} ORDER BY t.date DESC LIMIT 100"
+    "SELECT id, body FROM ("
+    + " UNION ALL ".join(
+        [
+            "SELECT r.id, r.body, t.date FROM search_token t "
+            "JOIN resource r ON r.type = 'Observation' AND r.id = t.res_id "
+            "WHERE t.patient_id = {p} AND t.type = 'Observation' AND t.param = 'code' "
+            "AND t.code = {p} AND t.date >= {p}"
+        ]
+        * 5
+    )
+    + ") AS hits ORDER BY date DESC LIMIT 100"
 )
 
 

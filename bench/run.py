@@ -474,6 +474,9 @@ def lookup(
         return
     sql = floors.sql_latency(db, floors.OBS_SQL, lookups.sql_params(db, qs))
     prior_sql = floors.sql_latency(db, floors.PRIOR_SQL, lookups.sql_params(db, qs, prior=True))
+    history_sql = floors.sql_latency(
+        db, floors.PRIOR_SQL, lookups.sql_params(db, qs, prior=True, include_expired=True)
+    )
     plan_text = floors.query_plan(db, floors.OBS_SQL, lookups.sql_params(db, qs)[0])
     run.notes.append(f"SQL floor plan on {backend}: {plan_text}")
     port = free_port()
@@ -487,10 +490,15 @@ def lookup(
         search = lookups.single(port, qs.search_paths(), token, s, pid)
         prior_exists = _exists(port, qs.prior_paths()[0], token)
         prior = lookups.single(port, qs.prior_paths(), token, s, pid) if prior_exists else None
+        history_paths = qs.prior_paths(include_expired=True)
+        history = lookups.single(port, history_paths, token, s, pid) if prior_exists else None
         trivial_c = lookups.concurrent(port, trivial_paths, token, s, pid=pid)
         search_c = lookups.concurrent(port, qs.search_paths(), token, s, pid=pid)
         prior_c = (
             lookups.concurrent(port, qs.prior_paths(), token, s, pid=pid) if prior_exists else None
+        )
+        history_c = (
+            lookups.concurrent(port, history_paths, token, s, pid=pid) if prior_exists else None
         )
     _latency_figures(
         run, backend, "Observation?patient&code&date=ge", search, search_c, sql, trivial, trivial_c
@@ -498,6 +506,17 @@ def lookup(
     if prior is not None and prior_c is not None:
         _latency_figures(
             run, backend, "$prior-results, 5 codes", prior, prior_c, prior_sql, trivial, trivial_c
+        )
+    if history is not None and history_c is not None:
+        _latency_figures(
+            run,
+            backend,
+            "$prior-results, 5 codes, includeExpired (3 years)",
+            history,
+            history_c,
+            history_sql,
+            trivial,
+            trivial_c,
         )
     else:
         run.notes.append(

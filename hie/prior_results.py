@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, NamedTuple
 from zoneinfo import ZoneInfo
 
 import orjson
-from sqlalchemy import Connection, and_, bindparam, insert, select
+from sqlalchemy import Connection, and_, bindparam, insert, select, union_all
 
 from hie import naming
 from hie.audit import Auditor
@@ -45,11 +45,16 @@ from hie.recognition.candidates import (
     specimen_reference,
     specimen_type,
 )
+from hie.recognition.catalogue import Catalogue
 from hie.recognition.model import Code
 
 JSON = dict[str, Any]
 RESULT_TYPES = ("Observation", "DiagnosticReport")
 LOOKBACK = timedelta(days=3 * 365)  # older results are not even "reference-only" candidates
+# Results dated after the instant asked are ignored; the index is read a day further: a result
+# known only by the end of its period is dated in the index at the end of that day.
+LATER = timedelta(days=1)
+Reach = timedelta | None  # how long a code's results may stay within a window (None: no window)
 
 
 class Answer(NamedTuple):
@@ -65,6 +70,9 @@ class Request:
     requester: str
     at: datetime
     department: str | None = None
+    # Results whose window has ended are history, answered only when asked for (up to
+    # LOOKBACK); without them the index is read back only as far as the longest window.
+    include_expired: bool = False
 
 
 def parse_code(token: str) -> Code:
@@ -87,6 +95,46 @@ def parse_at(value: str | None, tz: str) -> datetime:
         return parse_range(value, tz)[0]
     except BadDate as exc:
         raise Invalid(f"at: {exc}", expression="at") from None
+
+
+def related(catalogue: Catalogue, codes: Iterable[Code]) -> tuple[dict[str, Reach], bool]:
+    """What the index is asked for the requested codes: every code whose results relate (the
+    items', their panels' and components' codes and LOINC aliases), each with how long its
+    results may stay within a window (None: a code not on the list, whose results have no
+    window); and whether imaging was asked."""
+    wanted: dict[str, Reach] = {}
+    imaging = False
+
+    def add(code: str, reach: Reach) -> None:
+        known = wanted.get(code, timedelta(0))
+        wanted[code] = None if known is None or reach is None else max(known, reach)
+
+    for code in codes:
+        item = catalogue.resolve(code)
+        if item is None:
+            add(code[1], None)
+            continue
+        imaging = imaging or item.kind == "imaging"
+        add(code[1], item.window.longest())
+        rels = [item, *catalogue.panels_with(item.code)]
+        rels += [catalogue.items[c] for c in item.all_components if c in catalogue.items]
+        for rel in rels:
+            reach = rel.window.longest()
+            for alias in (rel.code, *rel.loinc):
+                add(alias, reach)
+    return wanted, imaging
+
+
+def since(req: Request, wanted: dict[str, Reach]) -> list[tuple[datetime, list[str]]]:
+    """How far back the index is read for each code, as (since, codes) groups: each item's
+    longest window, or LOOKBACK when expired results are asked for or for a code not on the
+    list. In UTC, as the index's dates are stored (SQLite's binding would write another
+    offset's wall-clock time as UTC)."""
+    groups: dict[datetime, list[str]] = {}
+    for code, reach in sorted(wanted.items()):
+        back = LOOKBACK if req.include_expired or reach is None else min(reach, LOOKBACK)
+        groups.setdefault((req.at - back).astimezone(UTC), []).append(code)
+    return sorted(groups.items())
 
 
 class PriorResults:
@@ -113,24 +161,6 @@ class PriorResults:
             for c in h.credentials
         )
 
-    def _wanted_loinc(self, codes: Iterable[Code]) -> tuple[set[str], bool]:
-        """LOINC codes worth fetching for the requested codes; and whether imaging was asked."""
-        cat = self.rules.catalogue
-        wanted: set[str] = set()
-        imaging = False
-        for code in codes:
-            wanted.add(code[1])
-            item = cat.resolve(code)
-            if item is None:
-                continue
-            imaging = imaging or item.kind == "imaging"
-            related = [item, *cat.panels_with(item.code)]
-            related += [cat.items[c] for c in item.all_components if c in cat.items]
-            for rel in related:
-                wanted.add(rel.code)
-                wanted.update(rel.loinc)
-        return wanted, imaging
-
     def candidates(self, conn: Connection, req: Request) -> list[PriorResult]:
         return self.gather(conn, req)[0]
 
@@ -138,19 +168,22 @@ class PriorResults:
         """The patient's candidate results, and the stored JSON of each current one by ref.
 
         A fixed number of statements whatever the patient's history: the requested codes'
-        results (token index, bodies joined in), their specimens, the older versions of every
-        corrected result, and imaging studies if imaging was asked. Candidates are built
-        from the facts stored beside each result; a body is parsed only for a row from
-        before migration 0009, which has none. The members of a panel that are not among
-        them are read only if the engine asks (:meth:`members`): it needs them only for a
-        panel that passes its own checks, and most panels in a patient's history are out of
-        their window.
+        results since :func:`since` (token index, bodies joined in), their specimens, the
+        older versions of every corrected result, and imaging studies if imaging was asked.
+        Candidates are built from the facts stored beside each result; a body is parsed only
+        for a row from before migration 0009, which has none. The members of a panel that
+        are not among them are read only if the engine asks (:meth:`members`): it needs them
+        only for a panel that passes its own checks, and most panels in a patient's history
+        are out of their window.
         """
-        wanted, imaging = self._wanted_loinc(req.codes)
+        wanted, imaging = related(self.rules.catalogue, req.codes)
         rows: dict[tuple[str, str], Any] = {}
         found: dict[tuple[str, str], Facts] = {}
-        since = req.at - LOOKBACK
-        self._add(rows, found, _read(conn, _hits, req.patient_id, since, listed=sorted(wanted)))
+        groups = since(req, wanted)
+        shape = tuple(len(codes) for _, codes in groups)
+        bounds = [v for start, codes in groups for v in (start, *codes)]
+        until = (req.at + LATER).astimezone(UTC)
+        self._add(rows, found, _read(conn, _hits, req.patient_id, until, *bounds, shape=shape))
         if imaging:
             self._add(rows, found, _read(conn, _studies, req.patient_id))
         out = self._results(conn, rows, found)
@@ -272,6 +305,7 @@ class PriorResults:
                 self.rules.policy,
                 members=lambda refs: self.members(conn, refs),
                 trail=False,  # the answer carries the verdict, not every check behind it
+                include_expired=req.include_expired,
             )
         refs = {a.result.ref for a in assessment.results} | {p.ref for p in assessment.pending}
         bodies = {ref: stored[ref] for ref in refs if ref in stored}
@@ -301,21 +335,27 @@ def _values(first: int, count: int) -> list[Any]:
     return [bindparam(f"_v{i}") for i in range(first, first + count)]
 
 
-def _hits(count: int) -> Any:
-    """(patient, since, *codes): the patient's results with any of the codes since then."""
-    types: list[Any] = [bindparam(f"t{n}", t) for n, t in enumerate(sorted(RESULT_TYPES))]
-    tokens = (
-        select(TOKEN.c.type, TOKEN.c.res_id)
-        .where(
-            TOKEN.c.patient_id == bindparam("_v0"),
-            TOKEN.c.type.in_(types),
-            TOKEN.c.param == "code",
-            TOKEN.c.code.in_(_values(2, count)),
-            TOKEN.c.date >= bindparam("_v1"),
+def _hits(shape: tuple[int, ...]) -> Any:
+    """(patient, until, since, *codes, since, *codes...): the patient's results dated up to
+    ``until`` with any of each group's codes since that group's instant; one index range per
+    code either way."""
+    branches = []
+    first = 2
+    for g, count in enumerate(shape):
+        types: list[Any] = [bindparam(f"t{g}_{n}", t) for n, t in enumerate(sorted(RESULT_TYPES))]
+        branches.append(
+            select(TOKEN.c.type, TOKEN.c.res_id).where(
+                TOKEN.c.patient_id == bindparam("_v0"),
+                TOKEN.c.type.in_(types),
+                TOKEN.c.param == "code",
+                TOKEN.c.code.in_(_values(first + 1, count)),
+                TOKEN.c.date >= bindparam(f"_v{first}"),
+                TOKEN.c.date <= bindparam("_v1"),
+            )
         )
-        .distinct()
-        .subquery()
-    )
+        first += 1 + count
+    found = branches[0] if len(branches) == 1 else union_all(*branches)
+    tokens = select(found.subquery()).distinct().subquery()
     return select(*_COLUMNS).join(
         tokens, and_(R.c.type == tokens.c.type, R.c.id == tokens.c.res_id)
     )
@@ -344,8 +384,13 @@ _READS = RenderedCache()
 
 
 def _read(
-    conn: Connection, build: Callable[[int], Any], *values: Any, listed: Sequence[Any] = ()
+    conn: Connection,
+    build: Callable[[Any], Any],
+    *values: Any,
+    listed: Sequence[Any] = (),
+    shape: Any = None,
 ) -> list[Any]:
-    count = len(listed)
-    rendered = _READS.get(conn, (build, count), lambda: build(count))
+    """Rows of ``build(shape)``: ``shape`` is the number of ``listed`` values unless given."""
+    shape = len(listed) if shape is None else shape
+    rendered = _READS.get(conn, (build, shape), lambda: build(shape))
     return rendered.rows(conn, [*values, *listed])

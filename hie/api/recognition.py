@@ -71,6 +71,8 @@ async def _params(request: Request) -> list[tuple[str, str]]:
             pairs.append((name, f"{i.get('system', '')}|{i.get('value', '')}"))
         else:
             value = next((v for k, v in p.items() if k.startswith("value")), None)
+            if isinstance(value, bool):  # valueBoolean, as a query parameter spells it
+                value = "true" if value else "false"
             if not isinstance(value, str):
                 raise Invalid(
                     f"parameter {name!r} needs a value", expression=f"Parameters.parameter[{n}]"
@@ -82,7 +84,15 @@ async def _params(request: Request) -> list[tuple[str, str]]:
 def _request(
     exchange: ExchangeDep, principal: PrincipalDep, patient_id: str, pairs: list[tuple[str, str]]
 ) -> PriorRequest:
-    known = {"code", "requester", "at", "department", "patient.identifier", "_format"}
+    known = {
+        "code",
+        "requester",
+        "at",
+        "department",
+        "includeExpired",
+        "patient.identifier",
+        "_format",
+    }
     for name, _ in pairs:
         if name not in known:
             raise Invalid(f"Unknown parameter {name!r} for $prior-results", expression=name)
@@ -103,7 +113,20 @@ def _request(
         requester=requester,
         at=parse_at(next((v for k, v in pairs if k == "at"), None), exchange.settings.timezone),
         department=next((v for k, v in pairs if k == "department"), None),
+        include_expired=_flag(pairs, "includeExpired"),
     )
+
+
+def _flag(pairs: list[tuple[str, str]], name: str) -> bool:
+    """A boolean parameter: ``true`` or ``false`` (FHIR's spelling), absent = false."""
+    values = [v for k, v in pairs if k == name]
+    if len(values) > 1:
+        raise Invalid(f"{name} is given more than once", expression=name)
+    if not values:
+        return False
+    if values[0] not in ("true", "false"):
+        raise Invalid(f"{name} is true or false, not {values[0]!r}", expression=name)
+    return values[0] == "true"
 
 
 def _answer(

@@ -64,6 +64,7 @@ def evaluate(
     members: MemberSource | None = None,
     *,
     trail: bool = True,
+    include_expired: bool = True,
 ) -> Assessment:
     """Judge every candidate result for the requested items, as seen at instant ``at``.
 
@@ -73,7 +74,9 @@ def evaluate(
     ``members``, which the engine calls once, with the references of the members it lacks of
     the panels that pass their own checks (only those need their members: to know whether
     they are complete). ``trail=False`` leaves ``Verdict.checks`` empty: the verdicts are
-    otherwise the same, for an edge that does not show the checks. Raises
+    otherwise the same, for an edge that does not show the checks. ``include_expired=False``
+    leaves out the results whose window has ended at ``at`` (whatever else they fail), and
+    results pending that long: none of them bears on today's order. Raises
     :class:`~hie.outcome.Invalid` for a naive ``at`` or an unknown requesting hospital.
     """
     if at.tzinfo is None or at.utcoffset() is None:
@@ -93,6 +96,7 @@ def evaluate(
         hospitals=dict(profiles),
         credentials=tuple(credentials),
         trail=trail,
+        include_expired=include_expired,
     )
     return run.assess(list(results), list(requested_codes), list(pending_orders), members)
 
@@ -134,6 +138,7 @@ class _Run:
     # Whether a verdict lists every check applied (``Verdict.checks``). The FHIR answer does
     # not carry them; building them was ~10% of the engine's time per request (issue 8).
     trail: bool = True
+    include_expired: bool = True  # results whose window has ended are answered (as history)
     # A result's local day (and its text) and a window's end as text, per instant: a panel's
     # results share their time, and many items share a window's end.
     days: dict[datetime, tuple[date, str]] = field(default_factory=dict)
@@ -167,7 +172,7 @@ class _Run:
         assessed: list[AssessedResult] = []
         for r in visible:
             relates = self._relates(r)
-            if not relates:
+            if not relates or self._past(r):
                 continue
             # What it covers needs only whether it passes; the verdict is then built once with
             # it (a dataclasses.replace per answered result cost ~50 µs a request, issue 8).
@@ -244,6 +249,12 @@ class _Run:
                 for old in results:
                     if old.ref == r.replaces:
                         self.superseded_by.setdefault(old.key, r.ref)
+
+    def _past(self, r: PriorResult) -> bool:
+        """Whether ``r`` is left out as past its window (only when expired ones are not asked
+        for; a result with no item has no window and stays). Checked in full: a result that
+        stays is answered, and its verdict needs the notes."""
+        return not self.include_expired and "expired" in self._checked(r).failed
 
     def _relates(self, r: PriorResult) -> list[Code]:
         item = self._item(r)
@@ -597,7 +608,7 @@ class _Run:
                 or r.key in self.superseded_by
             ):
                 continue
-            if related := self._relates(r):
+            if (related := self._relates(r)) and not self._past(r):
                 out.append(
                     self._pending_entry(
                         r.ref, "result", r.hospital_id, r.status, r.effective, related, r.display

@@ -84,6 +84,19 @@ class ValidityWindow:
         day_after = self.last_day(effective, zone) + timedelta(days=1)
         return datetime.combine(day_after, time(0), tzinfo=zone)
 
+    def longest(self) -> timedelta:
+        """A bound on how long after its instant a result stays within this window: a lookup
+        for results that may still be recognised reads no further back than this.
+
+        A calendar window ends at the local midnight after its last day, at most one day
+        plus the window's longest span (31-day months, 366-day years) after the instant; one
+        day more covers a zone's offset change.
+        """
+        if not self.is_calendar:
+            return timedelta(hours=self.amount)
+        per = {"D": 1, "W": 7, "M": 31, "Y": 366}[self.unit]
+        return timedelta(days=per * self.amount + 2)
+
     def describe(self, lang: str) -> str:
         """A short human form: ``7 天`` / ``7 days``."""
         zh = {"D": "天", "W": "周", "M": "个月", "Y": "年", "H": "小时"}

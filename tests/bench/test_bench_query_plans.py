@@ -21,7 +21,6 @@ import pytest
 from sqlalchemy import event
 
 from bench.city import generate
-from bench.lookups import AT
 from hie.auth import ALL_SCOPES, Principal
 from hie.bulk import load_ndjson
 from hie.exchange import Exchange
@@ -126,7 +125,13 @@ def test_observation_search_reads_only_the_patients_rows(loaded: Exchange) -> No
         assert _bad_steps(loaded, statement, args) == [], statement
 
 
-def test_prior_results_reads_only_the_patients_rows(loaded: Exchange) -> None:
+AT = "2024-12-31T12:00:00+08:00"  # the end of the simulated years
+
+
+@pytest.mark.parametrize("include_expired", [False, True])
+def test_prior_results_reads_only_the_patients_rows(
+    loaded: Exchange, include_expired: bool
+) -> None:
     patient, code = _patient_and_code(loaded)
     principal = Principal("bench", "h001", frozenset(ALL_SCOPES))
     codes = (code, "4548-4", "2345-7", "718-7", "2160-0")
@@ -136,6 +141,7 @@ def test_prior_results_reads_only_the_patients_rows(loaded: Exchange) -> None:
         requester="h001",
         at=parse_at(AT, "Asia/Shanghai"),
         department=None,
+        include_expired=include_expired,
     )
     service = loaded.prior_results  # type: ignore[attr-defined]
     selects = _selects(loaded, lambda: service.assess(principal, req))

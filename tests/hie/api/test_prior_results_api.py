@@ -4,6 +4,7 @@ over real HTTP, with decisions recorded and counted in the savings ledger."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,100 @@ def test_prior_results_is_declared_and_rejects_bad_input(demo: LiveServer) -> No
             },
         )
         assert bad_at.status_code == 400
+
+
+def _ask(c: httpx.Client, codes: str, at: str, **more: str) -> dict[str, Any]:
+    r = c.get(
+        "/Patient/$prior-results",
+        params={
+            "patient.identifier": f"{naming.mrn('pkuszh')}|PK2002",
+            "code": codes,
+            "at": at,
+            **more,
+        },
+    )
+    assert r.status_code == 200, r.text
+    body: dict[str, Any] = r.json()
+    return body
+
+
+def _judged(bundle: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The verdict's parts of each result entry, by reference."""
+    return {
+        f"{e['resource']['resourceType']}/{e['resource']['id']}": {
+            x["url"]: x for x in e["extension"][0]["extension"]
+        }
+        for e in bundle["entry"]
+        if e.get("extension")
+    }
+
+
+def test_a_result_is_answered_to_the_end_of_its_window_and_after_only_if_asked(
+    demo: LiveServer,
+) -> None:
+    """By default the index is read back only as far as the longest window of the asked
+    items: each result must still be answered in the last second of its own window, and at
+    its end only with ``includeExpired=true``, as expired."""
+    codes = "58410-2,24326-1,4548-4,2093-3,57698-3"
+    with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
+        everything = _judged(_ask(c, codes, AT, includeExpired="true"))
+        ends: dict[str, tuple[str, str]] = {}  # item -> (result, the end of its window)
+        for ref, parts in everything.items():
+            if "expires" in parts and parts["verdict"]["valueCoding"]["code"] == "recognised":
+                end = parts["expires"]["valueDateTime"]
+                ends.setdefault(parts["item"]["valueCoding"]["code"], (ref, end))
+        assert len({end for _, end in ends.values()}) >= 2, ends  # windows of several lengths
+        for item, (ref, end) in ends.items():  # asked alone: its own window is the longest
+            last = (datetime.fromisoformat(end) - timedelta(seconds=1)).isoformat()
+            assert _judged(_ask(c, item, last))[ref]["verdict"]["valueCoding"]["code"] == (
+                "recognised"
+            )
+            assert ref not in _judged(_ask(c, item, end))
+            after = _judged(_ask(c, item, end, includeExpired="true"))[ref]
+            assert after["reason"]["valueCoding"]["code"] == "expired"
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "TRUE"])
+def test_include_expired_is_true_or_false(demo: LiveServer, value: str) -> None:
+    with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
+        r = c.get(
+            "/Patient/$prior-results",
+            params={
+                "patient.identifier": f"{naming.mrn('pkuszh')}|PK2002",
+                "code": "58410-2",
+                "includeExpired": value,
+            },
+        )
+    assert r.status_code == 400, r.text
+    issue = r.json()["issue"][0]
+    assert issue["expression"] == ["includeExpired"] and value in issue["diagnostics"]
+
+
+def test_include_expired_posted_as_a_boolean_parameter(demo: LiveServer) -> None:
+    """POSTed Parameters carry it as valueBoolean; the answer is the GET's."""
+    later = "2027-06-01T10:00:00+08:00"  # every demo result's window has ended
+    with httpx.Client(base_url=demo.base, headers=auth("szph"), timeout=30) as c:
+        got = _judged(_ask(c, "58410-2", later, includeExpired="true"))
+        none = _judged(_ask(c, "58410-2", later))
+        posted = c.post(
+            "/Patient/$prior-results",
+            json={
+                "resourceType": "Parameters",
+                "parameter": [
+                    {
+                        "name": "patient.identifier",
+                        "valueIdentifier": {
+                            "system": naming.mrn("pkuszh"),
+                            "value": "PK2002",
+                        },
+                    },
+                    {"name": "code", "valueString": "58410-2"},
+                    {"name": "at", "valueDateTime": later},
+                    {"name": "includeExpired", "valueBoolean": True},
+                ],
+            },
+        )
+    assert posted.status_code == 200, posted.text
+    assert got and none == {}
+    assert _judged(posted.json()) == got
+    assert {p["reason"]["valueCoding"]["code"] for p in got.values()} == {"expired"}

@@ -109,6 +109,7 @@ class World:
         catalogue: Catalogue | None = None,
         members: MemberSource | None = None,
         trail: bool = True,
+        include_expired: bool = True,
     ) -> Assessment:
         return evaluate(
             list(results),
@@ -122,6 +123,7 @@ class World:
             pending_orders=orders,
             members=members,
             trail=trail,
+            include_expired=include_expired,
         )
 
     def one(

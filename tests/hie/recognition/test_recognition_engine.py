@@ -795,3 +795,39 @@ def test_without_the_trail_verdicts_are_the_same_but_for_their_checks(world: Wor
         assert without.verdict.checks == ()
         assert without.verdict == replace(with_checks.verdict, checks=())
     assert bare.coverage == full.coverage
+
+
+def test_without_expired_results_only_those_past_their_window_are_left_out(world: World) -> None:
+    """``include_expired=False`` (``$prior-results``' default) drops what is past its window,
+    whatever else it fails, and nothing else: the other verdicts and the coverage stay."""
+    results = [
+        world.result("2823-3", id="ok"),  # recognised
+        world.result("2823-3", id="old", effective=at("2026-09-01T10:00:00")),  # expired
+        world.result(  # outside its window and without a credential: still left out
+            "4548-4", id="old-noeqa", hospital_id="nsdh", effective=at("2026-06-01T10:00:00")
+        ),
+        world.result("4548-4", id="noeqa", hospital_id="nsdh"),  # within its window
+        world.result("2823-3", id="prelim", status="preliminary"),  # pending, within
+        world.result(  # pending for longer than the window: as an abandoned order
+            "2823-3", id="stale", status="preliminary", effective=at("2026-08-01T10:00:00")
+        ),
+        world.result("2324-2", id="ggt", unit="U/L", value=Decimal(30)),  # no window at all
+        world.result("2324-2", id="ggt-old", effective=at("2025-01-01T10:00:00")),
+    ]
+    codes = ["2823-3", "4548-4", "2324-2"]
+    every = world.run(results, codes)
+    today = world.run(results, codes, include_expired=False)
+    past = {
+        a.result.id
+        for a in every.results
+        if "expired" in (a.verdict.reason, *a.verdict.other_reasons)
+    }
+    assert past == {"old", "old-noeqa", "stale"}
+    assert [a for a in every.results if a.result.id not in past] == list(today.results)
+    assert {a.result.id for a in today.results} == {"ok", "noeqa", "prelim", "ggt", "ggt-old"}
+    assert [p.ref for p in every.pending] == ["Observation/prelim", "Observation/stale"]
+    assert [p.ref for p in today.pending] == ["Observation/prelim"]
+    assert [replace(c, pending=()) for c in today.coverage] == [
+        replace(c, pending=()) for c in every.coverage
+    ]
+    assert today.coverage[0].pending == ("Observation/prelim",)

@@ -81,3 +81,22 @@ def test_naive_effective_is_refused() -> None:
 def test_describe(text: str, zh: str, en: str) -> None:
     window = ValidityWindow.parse(text)
     assert (window.describe("zh"), window.describe("en"), window.text) == (zh, en, text)
+
+
+@pytest.mark.parametrize("text", ["P3D", "P7D", "P60D", "P2W", "P1M", "P3M", "P6M", "P1Y", "PT48H"])
+@pytest.mark.parametrize(
+    "zone", [SH, ZoneInfo("Europe/Berlin"), ZoneInfo("America/Santiago")], ids=str
+)
+def test_no_result_stays_within_its_window_longer_than_longest(text: str, zone: ZoneInfo) -> None:
+    """``$prior-results`` reads the index back only ``longest()``: a result any longer ago
+    must have expired, at any time of any day of a leap year, across offset changes."""
+    window = ValidityWindow.parse(text)
+    bound = window.longest()
+    spans = []
+    start = datetime(2027, 12, 25, tzinfo=zone)
+    for hours in range(0, 24 * 400, 7):  # every 7 hours: each hour of the day comes round
+        effective = start + timedelta(hours=hours, minutes=59, seconds=59)
+        span = window.expires_at(effective, zone) - effective
+        assert span <= bound, (effective, span, bound)
+        spans.append(span)
+    assert bound - max(spans) <= timedelta(days=1) + bound * 0.03  # and not much longer
