@@ -216,7 +216,8 @@ OBS_SQL = (
     "WHERE t.patient_id = {p} AND t.type = 'Observation' AND t.param = 'code' "
     "AND t.code = {p} AND t.date >= {p} ORDER BY t.date DESC LIMIT 50"
 )
-# Five codes, each read back as far as hie reads it (its item's window, or three years)
+# Five codes, each read back as far as hie reads it (its item's window, or three years) and no
+# later than hie reads (a day after the instant asked)
 PRIOR_SQL = (
     "SELECT id, body FROM ("
     + " UNION ALL ".join(
@@ -224,7 +225,7 @@ PRIOR_SQL = (
             "SELECT r.id, r.body, t.date FROM search_token t "
             "JOIN resource r ON r.type = 'Observation' AND r.id = t.res_id "
             "WHERE t.patient_id = {p} AND t.type = 'Observation' AND t.param = 'code' "
-            "AND t.code = {p} AND t.date >= {p}"
+            "AND t.code = {p} AND t.date >= {p} AND t.date <= {p}"
         ]
         * 5
     )

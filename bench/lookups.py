@@ -25,7 +25,7 @@ from bench import wrk
 from bench.processes import cpu_seconds
 from hie.index import tables as t
 from hie.index.store import create_engine
-from hie.prior_results import Request, related, since
+from hie.prior_results import LATER, Request, related, since
 from hie.recognition.catalogue import Catalogue
 from hie.recognition.rules import CATALOGUE_FILE
 
@@ -120,8 +120,11 @@ def sql_params(
         asked = tuple((LOINC, c) for c in codes)
         req = Request(p, asked, "", at, include_expired=include_expired)
         start = {c: s for s, group in since(req, related(catalogue, asked)[0]) for c in group}
+        until = _bound(url, (at + LATER).astimezone(UTC).replace(tzinfo=None))
         out.append(
-            tuple(v for c in codes for v in (p, c, _bound(url, start[c].replace(tzinfo=None))))
+            tuple(
+                v for c in codes for v in (p, c, _bound(url, start[c].replace(tzinfo=None)), until)
+            )
         )
     return out
 
