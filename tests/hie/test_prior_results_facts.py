@@ -58,16 +58,21 @@ def test_rows_without_facts_give_the_same_candidates(
         codes=tuple(parse_code(c) for c in CODES),
         requester="szph",
         at=parse_at("2026-11-25T10:00:00+08:00", settings.timezone),
+        include_expired=True,
     )
     with exchange.store.read() as conn:
         with_facts = service.gather(conn, req)
+        members = [m for r in with_facts[0] for m in r.members]
+        members_with_facts = service.members(conn, members)
     with exchange.store.write() as conn:
         conn.execute(update(R).values(facts=None))
     with exchange.store.read() as conn:
         from_bodies = service.gather(conn, req)
-    assert len(with_facts[0]) > 5
+        members_from_bodies = service.members(conn, members)
+    assert len(with_facts[0]) > 5 and len(members_with_facts) > 5
     assert sorted(with_facts[0], key=repr) == sorted(from_bodies[0], key=repr)
     assert with_facts[1] == from_bodies[1]
+    assert sorted(members_with_facts, key=repr) == sorted(members_from_bodies, key=repr)
 
 
 def test_backfill_gives_old_rows_their_facts(
