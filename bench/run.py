@@ -781,6 +781,12 @@ def main(argv: list[str] | None = None) -> Path:
     )
     parser.add_argument("--skip-ingest", action="store_true", help="lookups on an existing load")
     parser.add_argument(
+        "--backends",
+        default="",
+        help="comma-separated backends to run (sqlite,postgres); default: sqlite, and postgres "
+        "with --pg (the 10M indexes of both do not fit this machine's disk together)",
+    )
+    parser.add_argument(
         "--direct",
         default="",
         help="backends (sqlite,postgres) whose lookup data is written by the bench-only loader "
@@ -813,6 +819,11 @@ def main(argv: list[str] | None = None) -> Path:
     data.mkdir(exist_ok=True)
     pg = f"{args.pg.rstrip('/')}#{args.pg_prefix}" if args.pg else ""
     backends = [("sqlite", "")] + ([("postgres", pg)] if pg else [])
+    if args.backends:
+        chosen = {b.strip() for b in args.backends.split(",") if b.strip()}
+        if chosen - {"sqlite", "postgres"} or ("postgres" in chosen and not pg):
+            parser.error("--backends: sqlite and/or postgres (postgres needs --pg)")
+        backends = [(b, base) for b, base in backends if b in chosen]
     with run.phase("city"):
         everything_direct = all(b in direct for b, _ in backends)
         city = _city(

@@ -38,6 +38,10 @@ def test_tiny_run_writes_every_figure_with_floor_and_ratio(tmp_path: Path) -> No
     if shutil.which("wrk"):
         expected.add(("lookup", "Observation?patient&code&date=ge p50, 1 connection"))
         expected.add(("lookup", "Observation?patient&code&date=ge, 32 connections"))
+        expected.add(("lookup", "$prior-results, 5 codes p50, 1 connection"))
+        expected.add(
+            ("lookup", "$prior-results, 5 codes, includeExpired (3 years), 32 connections")
+        )
     assert expected <= names
     table = md.read_text()
     for f in figures:
@@ -51,3 +55,10 @@ def test_tiny_run_writes_every_figure_with_floor_and_ratio(tmp_path: Path) -> No
     mllp = next(f for f in figures if f["name"].startswith("HL7 v2 over MLLP"))
     assert "the index holds exactly the results acknowledged AA" in mllp["note"], mllp["note"]
     assert "AE" not in mllp["note"] and "AR" not in mllp["note"]
+
+
+@pytest.mark.parametrize("backends", ["postgres", "sqlite,oracle"])
+def test_backends_are_sqlite_or_postgres_with_a_server(tmp_path: Path, backends: str) -> None:
+    with pytest.raises(SystemExit):
+        main(["--size", "tiny", "--out", str(tmp_path), "--backends", backends])
+    assert not list(tmp_path.glob("results-*"))
