@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import delete, insert
+from sqlalchemy import delete, insert, text
 
 from hie import naming
 from hie.fhirtime import now_utc
@@ -14,6 +14,8 @@ from hie.index.store import Store, content_hash
 
 H = t.Hospital.__table__  # type: ignore[attr-defined]
 LEVEL_ZH = {"3A": "三级甲等", "3B": "三级乙等", "2A": "二级甲等", "2B": "二级乙等", "1": "一级"}
+# pg_advisory_xact_lock's key for the hospitals' sync: any constant, the same in every process
+SYNC_LOCK = 0x6869_6520_6F72_67  # "hie org"
 
 
 def organization(h: Any) -> dict[str, Any]:
@@ -42,10 +44,18 @@ def organization(h: Any) -> dict[str, Any]:
 
 
 def sync_hospitals(store: Store, config: HospitalsConfig) -> int:
-    """Write each configured hospital as an Organization; unchanged ones make no new version."""
+    """Write each configured hospital as an Organization; unchanged ones make no new version.
+
+    Every API process does this at start, and several may start at once: they sync one at a
+    time, and the later ones find the rows written. On PostgreSQL a transaction advisory lock
+    serializes them (without it, the second process's INSERT of the same ids failed its start
+    with a unique violation); SQLite's write transactions already queue (BEGIN IMMEDIATE).
+    """
     now = now_utc()
     changed = 0
     with store.write() as conn:
+        if conn.dialect.name == "postgresql":
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SYNC_LOCK})
         conn.execute(delete(H))
         conn.execute(
             insert(H),
