@@ -106,7 +106,9 @@ def _city(out: Path, size: str, *, patients: int, hospitals: int, first: int = 0
     marker = city / "city.json"
     if marker.exists():
         meta = json.loads(marker.read_text())
-        if meta.get("patients") == patients and meta.get("hospitals") == hospitals:
+        # a run that needs no residents (only the hospitals file) takes any city of the size
+        same = meta.get("hospitals") == hospitals
+        if same and (patients == 0 or meta.get("patients") == patients):
             return city
     generate(city, patients=patients, hospitals=hospitals, first=first)
     return city
@@ -826,8 +828,14 @@ def main(argv: list[str] | None = None) -> Path:
         backends = [(b, base) for b, base in backends if b in chosen]
     with run.phase("city"):
         everything_direct = all(b in direct for b, _ in backends)
+        # the residents' files feed ingest and MLLP only: lookups and start-up need the
+        # hospitals file (a lookups-only run at 10m generated 15 GB of city before)
+        readers = bool({"ingest", "mllp"} & only) and not args.skip_ingest
         city = _city(
-            data, args.size, patients=0 if everything_direct else patients, hospitals=hospitals
+            data,
+            args.size,
+            patients=patients if readers and not everything_direct else 0,
+            hospitals=hospitals,
         )
         probe = _city(
             data, args.size, patients=plan.probe_patients, hospitals=hospitals, first=patients
