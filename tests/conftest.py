@@ -11,6 +11,8 @@ import os
 import secrets
 import shutil
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -227,3 +229,30 @@ def fixtures_stay_untouched() -> Iterator[None]:
     yield
     changed = before ^ _fixture_files()
     assert not changed, f"a test moved or created files under fixtures/: {sorted(changed)[:5]}"
+
+
+def together(
+    setup: str, act: str, *args: str, processes: int = 3
+) -> list[subprocess.CompletedProcess[str]]:
+    """``processes`` Python processes that each run ``setup``, wait for the same instant, then
+    run ``act`` (both see ``args`` as ``sys.argv[2:]``): API processes starting together."""
+    code = (
+        f"import sys, time\n{setup}"
+        "while time.time() < float(sys.argv[1]):\n"  # all at the same moment, once set up
+        f"    time.sleep(0.001)\n{act}"
+    )
+    start = f"{time.time() + 4:.3f}"
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", code, start, *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(processes)
+    ]
+    done = []
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
+    return done

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -19,7 +18,7 @@ from sqlmodel import SQLModel
 import hie.index.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 from hie import migrate
 from hie.index.store import Store, create_engine
-from tests.conftest import scratch_postgres
+from tests.conftest import scratch_postgres, together
 
 
 def test_upgrade_from_first_release_keeps_data(tmp_path: Path) -> None:
@@ -272,32 +271,14 @@ def test_status_token_rows_are_deleted_and_restored(database_url: str, tmp_path:
             ]
 
 
-def _migrate_together(url: str, processes: int = 3) -> list[subprocess.CompletedProcess[str]]:
-    """``processes`` processes migrating ``url`` at once, as API processes starting together."""
-    code = (
-        "import sys, time\n"
+def _migrate_together(url: str) -> list[subprocess.CompletedProcess[str]]:
+    """Three processes migrating ``url`` at once, as API processes starting together."""
+    setup = (
         "from hie import migrate\n"
         "from hie.index.store import create_engine\n"
-        "engine = create_engine(sys.argv[1])\n"
-        "while time.time() < float(sys.argv[2]):\n"  # all at the same moment, once imported
-        "    time.sleep(0.001)\n"
-        "migrate.upgrade(engine)\n"
+        "engine = create_engine(sys.argv[2])\n"
     )
-    start = f"{time.time() + 4:.3f}"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, url, start],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(processes)
-    ]
-    done = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    return done
+    return together(setup, "migrate.upgrade(engine)\n", url)
 
 
 def test_processes_starting_together_on_a_fresh_database_all_start(database_url: str) -> None:

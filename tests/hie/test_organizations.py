@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import contextlib
 import subprocess
-import sys
-import time
 from pathlib import Path
 
 from sqlalchemy import func, select
@@ -15,41 +13,24 @@ from hie.hospitals import load_hospitals
 from hie.index.store import R, create_engine
 from hie.migrate import upgrade
 from hie.organizations import H
-from tests.conftest import scratch_postgres
+from tests.conftest import scratch_postgres, together
 
 FIXTURES = Path(__file__).resolve().parents[2] / "fixtures"
 CONFIG = FIXTURES / "hospitals.toml"
 
 
-def _sync_together(url: str, processes: int = 3) -> list[subprocess.CompletedProcess[str]]:
-    """``processes`` processes syncing the hospitals into ``url`` at the same moment."""
-    code = (
-        "import os, sys, time\n"
+def _sync_together(url: str) -> list[subprocess.CompletedProcess[str]]:
+    """Three processes syncing the hospitals into ``url`` at the same moment."""
+    setup = (
+        "import os\n"
         "from pathlib import Path\n"
         "from hie.hospitals import load_hospitals\n"
         "from hie.index.store import Store, create_engine\n"
         "from hie.organizations import sync_hospitals\n"
-        "store = Store(create_engine(sys.argv[1]))\n"
+        "store = Store(create_engine(sys.argv[2]))\n"
         "config = load_hospitals(Path(sys.argv[3]), os.environ)\n"
-        "while time.time() < float(sys.argv[2]):\n"
-        "    time.sleep(0.001)\n"
-        "print(sync_hospitals(store, config))\n"
     )
-    start = f"{time.time() + 4:.3f}"
-    procs = [
-        subprocess.Popen(
-            [sys.executable, "-c", code, url, start, str(CONFIG)],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-        )
-        for _ in range(processes)
-    ]
-    done = []
-    for p in procs:
-        out, err = p.communicate(timeout=120)
-        done.append(subprocess.CompletedProcess(p.args, p.returncode, out, err))
-    return done
+    return together(setup, "print(sync_hospitals(store, config))\n", url, str(CONFIG))
 
 
 def test_processes_syncing_the_hospitals_together_all_start(database_url: str) -> None:
